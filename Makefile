@@ -1,0 +1,35 @@
+# rtdp — every target creates .venv and installs what it needs on first use.
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+export RTDP_HOME ?= $(CURDIR)/.rtdp
+
+.PHONY: setup demo test lint bench clean
+
+$(STAMP): pyproject.toml
+	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON) (Python 3.11+)"; exit 1; }
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dbt,dev]'
+	touch $(STAMP)
+
+setup: $(STAMP)  ## create .venv with rtdp, dbt and the test tools
+
+demo: $(STAMP)  ## the whole platform on this machine, then a summary
+	$(BIN)/rtdp demo
+
+test: $(STAMP)  ## every test
+	$(BIN)/python -m pytest -q
+
+lint: $(STAMP)
+	$(BIN)/ruff check src tests
+	$(BIN)/ruff format --check src tests
+	$(BIN)/mypy
+
+bench: $(STAMP)  ## benchmarks; writes bench/results/latest.json
+	$(BIN)/rtdp bench all
+
+clean:
+	rm -rf .rtdp dbt/target dbt/logs
