@@ -11,6 +11,9 @@ from rtdp.exceptions import ConfigError
 
 DEFAULT_HOME: Final = ".rtdp"
 SQS_MAX_MESSAGE_BYTES: Final = 1024 * 1024
+# Every line the converter would not reject as oversize (≤ 64 KiB) must fit in one message,
+# so a line that cannot travel is always an oversize line.
+MIN_MESSAGE_BYTES: Final = 64 * 1024 + 1024
 
 
 def _env(name: str, default: str) -> str:
@@ -57,7 +60,7 @@ class Settings:
             queue_url=_env("RTDP_QUEUE_URL", ""),
             lake_uri=_env("RTDP_LAKE_URI", ""),
             max_message_bytes=_env_number(
-                "RTDP_MAX_MESSAGE_BYTES", 256 * 1024, minimum=1024, integer=True
+                "RTDP_MAX_MESSAGE_BYTES", 256 * 1024, minimum=MIN_MESSAGE_BYTES, integer=True
             ),
             flush_bytes=_env_number(
                 "RTDP_FLUSH_BYTES", 32 * 1024 * 1024, minimum=1, integer=True

@@ -38,6 +38,7 @@ class QueueStats:
     dead_letter: int
     oldest_age_seconds: float | None  # age of the oldest message not in the dead-letter queue
     pending_lines: int | None = None  # lines in depth + in flight, when the backend can tell
+    dead_letter_lines: int | None = None  # lines in the dead-letter queue, likewise
 
 
 class Queue(Protocol):

@@ -156,24 +156,20 @@ class SqliteQueue:
             " coalesce(sum(dead = 0 and visible_at > ?), 0),"
             " coalesce(sum(dead = 1), 0),"
             " min(case when dead = 0 then sent_at end),"
-            " coalesce(sum(case when dead = 0 then line_count end), 0)"
+            " coalesce(sum(case when dead = 0 then line_count end), 0),"
+            " coalesce(sum(case when dead = 1 then line_count end), 0)"
             " from messages",
             (now, now),
         ).fetchone()
-        depth, in_flight, dead, oldest, lines = row
+        depth, in_flight, dead, oldest, lines, dead_lines = row
         return QueueStats(
             depth=int(depth),
             in_flight=int(in_flight),
             dead_letter=int(dead),
             oldest_age_seconds=None if oldest is None else max(0.0, now - oldest),
             pending_lines=int(lines),
+            dead_letter_lines=int(dead_lines),
         )
-
-    def dead_letter_lines(self) -> int:
-        row = self._db.execute(
-            "select coalesce(sum(line_count), 0) from messages where dead = 1"
-        ).fetchone()
-        return int(row[0])
 
     def redrive_dead_letters(self) -> int:
         now = time.time()

@@ -1,0 +1,457 @@
+"""The converter: queue messages → validated, normalized Parquet in the lake.
+
+One micro-batch at a time: messages are received until the batch holds ``flush_bytes`` of
+bodies or is ``flush_seconds`` old, then the whole batch is split into lines, validated and
+normalized in one vectorized DuckDB query (spec §1, §2, §4), written as one Parquet file per
+event date plus one quarantine file, and only then are the messages deleted. A crash anywhere
+before the delete means the messages come back and are converted again: at-least-once, with
+the duplicates told apart downstream by their (message_id, line_number).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Final
+
+import duckdb
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from rtdp.events import (
+    EPOCH_MILLIS_THRESHOLD,
+    LAKE_EVENT_SCHEMA,
+    LAKE_QUARANTINE_SCHEMA,
+    MAX_EVENT_ID_CHARS,
+    MAX_FUTURE_SECONDS,
+    MAX_LINE_BYTES,
+    STRING_FIELDS,
+    EventType,
+    RejectReason,
+    Stage,
+)
+from rtdp.exceptions import LakeError
+from rtdp.lake import EVENTS_PREFIX, QUARANTINE_PREFIX, FileNamer, Lake, LakeFile
+from rtdp.queue import Message, Queue
+from rtdp.settings import Settings
+
+log = logging.getLogger(__name__)
+
+# JSON paths pulled out of each line in one parse: position i+1 in the list is _FIELDS[i].
+_FIELDS: Final = ("event_id", "event_type", "event_timestamp", "quantity", *STRING_FIELDS)
+_MIN_EPOCH_US: Final = 946_684_800 * 1_000_000  # 2000-01-01T00:00:00Z
+_ISO_PATTERN: Final = (
+    r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?(Z|z|[+-]\d{2}:?\d{2})?"
+)
+_MAX_RECEIVE: Final = 10  # SQS's ceiling per receive call; the local queue follows suit
+_TIMESTAMP_SQL: Final = "make_timestamp(ts_us::bigint)"
+
+
+def _col(name: str) -> str:
+    return f"v[{_FIELDS.index(name) + 1}]"
+
+
+def _type(name: str) -> str:
+    """JSON type of the field (``VARCHAR``, ``UBIGINT``, ``NULL``…; SQL NULL when absent)."""
+    return f"t_{name}"
+
+
+def _text(name: str) -> str:
+    """The field as text: a string unescaped, anything else as its JSON text."""
+    return f"s_{name}"
+
+
+def _build_query() -> str:
+    """The whole validation and normalization, as one DuckDB query over ``lines``.
+
+    Built from the field lists so that the rules and the schema cannot drift apart.
+    """
+    paths = ", ".join(f"'$.{name}'" for name in _FIELDS)
+    event_types = ", ".join(f"'{t.value}'" for t in EventType)
+    non_string = " or ".join(
+        f"coalesce({_type(n)}, 'NULL') not in ('VARCHAR', 'NULL')" for n in STRING_FIELDS
+    )
+    first_bad_string = ", ".join(
+        f"case when coalesce({_type(n)}, 'NULL') not in ('VARCHAR', 'NULL') then '{n}' end"
+        for n in STRING_FIELDS
+    )
+    # Reasons in precedence order (spec §2): the first CASE branch that matches wins.
+    reason = f"""
+        case
+            when oversize then '{RejectReason.OVERSIZE}'
+            when invalid_utf8 or v is null then '{RejectReason.MALFORMED_JSON}'
+            when not is_object then '{RejectReason.NOT_AN_OBJECT}'
+            when {_type("event_id")} is distinct from 'VARCHAR'
+                or length({_text("event_id")}) not between 1 and {MAX_EVENT_ID_CHARS}
+                then '{RejectReason.MISSING_EVENT_ID}'
+            when ts_us is null then '{RejectReason.BAD_TIMESTAMP}'
+            when ts_us < {_MIN_EPOCH_US} or ts_us > $max_us
+                then '{RejectReason.TIMESTAMP_OUT_OF_RANGE}'
+            when {_type("event_type")} is distinct from 'VARCHAR'
+                or lower(trim({_text("event_type")})) not in ({event_types})
+                then '{RejectReason.UNKNOWN_EVENT_TYPE}'
+            when not coalesce(
+                ({_type("anonymous_id")} = 'VARCHAR' and {_text("anonymous_id")} <> '')
+                or ({_type("user_id")} = 'VARCHAR' and {_text("user_id")} <> ''),
+                false
+            ) then '{RejectReason.NO_IDENTITY}'
+            when coalesce({_type("quantity")}, 'NULL') <> 'NULL'
+                and not ({_type("quantity")} in ('UBIGINT', 'BIGINT')
+                         and coalesce(try_cast({_text("quantity")} as bigint) >= 1, false))
+                then '{RejectReason.INVALID_FIELD}'
+            when {non_string} then '{RejectReason.INVALID_FIELD}'
+        end"""
+    detail = f"""
+        case
+            when reason = '{RejectReason.OVERSIZE}' then strlen(raw) || ' bytes'
+            when invalid_utf8 then 'invalid UTF-8'
+            when reason in ('{RejectReason.BAD_TIMESTAMP}',
+                            '{RejectReason.TIMESTAMP_OUT_OF_RANGE}')
+                then 'event_timestamp=' || left(coalesce({_col("event_timestamp")}::varchar,
+                                                          'missing'), 80)
+            when reason = '{RejectReason.UNKNOWN_EVENT_TYPE}'
+                then 'event_type=' || left(coalesce({_col("event_type")}::varchar, 'missing'), 80)
+            when reason = '{RejectReason.INVALID_FIELD}'
+                then coalesce(case when coalesce({_type("quantity")}, 'NULL') <> 'NULL'
+                    and not ({_type("quantity")} in ('UBIGINT', 'BIGINT')
+                             and coalesce(try_cast({_text("quantity")} as bigint) >= 1, false))
+                    then 'quantity=' || left({_col("quantity")}::varchar, 80) end,
+                    {first_bad_string})
+        end"""
+    # Epoch numbers → microseconds as DOUBLE (exact below 2^53 µs, i.e. until year 2255);
+    # ISO strings → parsed with DuckDB's timestamptz cast in a UTC session (no offset = UTC).
+    ts_us = f"""
+        case {_type("event_timestamp")}
+            when 'VARCHAR' then case
+                when regexp_full_match({_text("event_timestamp")}, '{_ISO_PATTERN}')
+                then epoch_us(try_cast({_text("event_timestamp")} as timestamptz))::double end
+            when 'UBIGINT' then try_cast({_text("event_timestamp")} as double)
+                * case when try_cast({_text("event_timestamp")} as double)
+                    >= {EPOCH_MILLIS_THRESHOLD} then 1000 else 1000000 end
+            when 'BIGINT' then try_cast({_text("event_timestamp")} as double) * 1000000
+            when 'DOUBLE' then case
+                when isfinite(try_cast({_text("event_timestamp")} as double))
+                then round(try_cast({_text("event_timestamp")} as double) * 1000000) end
+        end"""
+    typed_columns = ",\n            ".join(
+        f"json_type({_col(n)}) as t_{n}, s[{i + 1}] as s_{n}" for i, n in enumerate(_FIELDS)
+    )
+    ids = {"anonymous_id", "user_id", "product_id"}
+    string_columns = ",\n            ".join(
+        f"nullif({_text(n)}, '') as {n}" if n in ids else f"{_text(n)} as {n}"
+        for n in STRING_FIELDS
+    )
+    return f"""
+    create or replace temp table classified as
+    with parsed as (
+        select
+            message_id,
+            line_number,
+            raw,
+            invalid_utf8,
+            strlen(raw) > {MAX_LINE_BYTES} as oversize,
+            -- one parse per line: every field we need, as JSON values (NULL when absent)
+            case when strlen(raw) <= {MAX_LINE_BYTES}
+                then try(json_extract(raw, [{paths}])) end as v,
+            -- a valid JSON text that starts with '{{' is an object (trim only when needed:
+            -- trimming every line costs more than parsing it)
+            case when starts_with(raw, '{{') then true
+                 else ltrim(raw, ' ' || chr(9) || chr(10) || chr(13)) like '{{%' end as is_object
+        from lines
+    ),
+    -- each field's type and text computed once (CASE branches below reuse them)
+    fields as (
+        select *,
+            {typed_columns}
+        from (
+            select *, case when v is not null then json_extract_string(raw, [{paths}]) end as s
+            from parsed
+        )
+    ),
+    timed as (select *, {ts_us} as ts_us from fields),
+    classified as (select *, {reason} as reason from timed)
+    select
+        message_id,
+        line_number,
+        raw,
+        reason,
+        case when reason is not null then {detail} end as detail,
+        case when reason is null then {_text("event_id")} end as event_id,
+        case when reason is null then lower(trim({_text("event_type")})) end as event_type,
+        case when reason is null then {_TIMESTAMP_SQL} end as event_timestamp,
+        case when reason is null then try_cast({_text("quantity")} as bigint) end as quantity,
+        {string_columns}
+    from classified
+    """
+
+
+_CLASSIFY_SQL: Final = _build_query()
+
+_SPLIT_SQL: Final = """
+create or replace temp table lines as
+select message_id, line_number, raw, invalid_utf8 from (
+    select
+        message_id,
+        unnest(range(1, len(parts) + 1))::integer as line_number,
+        unnest(parts) as raw,
+        false as invalid_utf8
+    from (select message_id, string_split(body, chr(10)) as parts from bodies)
+    union all
+    select message_id, line_number, raw, invalid_utf8 from extra_lines
+)
+-- blank lines are not events (spec §1); trim only lines that start with white space
+where case when raw = '' then false
+           when left(raw, 1) not in (' ', chr(9), chr(13)) then true
+           else trim(raw, ' ' || chr(9) || chr(13)) <> '' end
+"""
+
+_EVENTS_SQL: Final = f"""
+select
+    event_id, event_type, event_timestamp, event_timestamp::date as event_date,
+    anonymous_id, user_id, product_id, quantity,
+    {", ".join(n for n in STRING_FIELDS[3:])},
+    raw as raw_json, message_id, line_number, $now::timestamp as received_at
+from classified where reason is null
+order by event_date
+"""
+
+_QUARANTINE_SQL: Final = f"""
+select raw as raw_line, reason, detail, '{Stage.CONVERT}' as stage, message_id, line_number,
+       $now::timestamp as seen_at
+from classified where reason is not null
+"""
+
+
+@dataclass
+class BatchResult:
+    """What one micro-batch produced."""
+
+    events: pa.Table
+    quarantine: pa.Table
+
+    @property
+    def lines(self) -> int:
+        return int(self.events.num_rows + self.quarantine.num_rows)
+
+    def rejected_by_reason(self) -> Counter[str]:
+        if self.quarantine.num_rows == 0:
+            return Counter()
+        counts = pc.value_counts(self.quarantine["reason"]).to_pylist()
+        return Counter({c["values"]: c["counts"] for c in counts})
+
+
+class BatchConverter:
+    """Validates and normalizes lines with one in-process DuckDB connection."""
+
+    def __init__(self, *, threads: int = 2, memory_limit: str = "384MB") -> None:
+        self._con = duckdb.connect(":memory:")
+        self._con.execute(f"set threads = {threads}")
+        self._con.execute(f"set memory_limit = '{memory_limit}'")
+        self._con.execute("set TimeZone = 'UTC'")
+
+    def convert(self, messages: Sequence[Message], now: datetime | None = None) -> BatchResult:
+        """Classify every line of ``messages``; ``now`` is the processing time (UTC)."""
+        now = now or datetime.now(UTC)
+        bodies, extra = _split_utf8(messages)
+        con = self._con
+        con.register("bodies", bodies)
+        con.register("extra_lines", extra)
+        try:
+            con.execute(_SPLIT_SQL)
+            max_us = int(now.timestamp() * 1_000_000) + MAX_FUTURE_SECONDS * 1_000_000
+            con.execute(_CLASSIFY_SQL, {"max_us": max_us})
+            naive_now = now.astimezone(UTC).replace(tzinfo=None)
+            events = con.sql(_EVENTS_SQL, params={"now": naive_now}).to_arrow_table()
+            quarantine = con.sql(_QUARANTINE_SQL, params={"now": naive_now}).to_arrow_table()
+        finally:
+            con.unregister("bodies")
+            con.unregister("extra_lines")
+            con.execute("drop table if exists lines; drop table if exists classified")
+        return BatchResult(
+            events=events.cast(LAKE_EVENT_SCHEMA),
+            quarantine=quarantine.cast(LAKE_QUARANTINE_SCHEMA),
+        )
+
+    def close(self) -> None:
+        self._con.close()
+
+
+def _split_utf8(messages: Sequence[Message]) -> tuple[pa.Table, pa.Table]:
+    """Bodies that are valid UTF-8 go to DuckDB whole; the rare others are split here so that
+    each of their lines is judged alone (only the invalid lines are malformed)."""
+    good_ids: list[str] = []
+    good_bodies: list[str] = []
+    extra_ids: list[str] = []
+    extra_numbers: list[int] = []
+    extra_raw: list[str] = []
+    extra_invalid: list[bool] = []
+    for message in messages:
+        try:
+            good_bodies.append(message.body.decode("utf-8"))
+            good_ids.append(message.message_id)
+        except UnicodeDecodeError:
+            for number, line in enumerate(message.body.split(b"\n"), start=1):
+                extra_ids.append(message.message_id)
+                extra_numbers.append(number)
+                # An invalid line keeps its bytes visible as \xNN escapes in the quarantine.
+                try:
+                    extra_raw.append(line.decode("utf-8"))
+                    extra_invalid.append(False)
+                except UnicodeDecodeError:
+                    extra_raw.append(line.decode("utf-8", "backslashreplace"))
+                    extra_invalid.append(True)
+    bodies = pa.table(
+        {"message_id": pa.array(good_ids, pa.string()), "body": pa.array(good_bodies, pa.string())}
+    )
+    extra = pa.table(
+        {
+            "message_id": pa.array(extra_ids, pa.string()),
+            "line_number": pa.array(extra_numbers, pa.int32()),
+            "raw": pa.array(extra_raw, pa.string()),
+            "invalid_utf8": pa.array(extra_invalid, pa.bool_()),
+        }
+    )
+    return bodies, extra
+
+
+@dataclass
+class ConvertStats:
+    messages: int = 0
+    lines: int = 0
+    events: int = 0
+    rejected: Counter[str] = field(default_factory=Counter)
+    files: int = 0
+    bytes_written: int = 0
+    batches: int = 0
+    failed_messages: int = 0
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "messages": self.messages,
+            "lines": self.lines,
+            "events": self.events,
+            "rejected": sum(self.rejected.values()),
+            "rejected_by_reason": dict(sorted(self.rejected.items())),
+            "files": self.files,
+            "bytes_written": self.bytes_written,
+            "batches": self.batches,
+            "failed_messages": self.failed_messages,
+        }
+
+
+def write_batch(lake: Lake, result: BatchResult, namer: FileNamer) -> list[LakeFile]:
+    """One Parquet file per event date (Hive-partitioned), one for the quarantine."""
+    written: list[LakeFile] = []
+    events = result.events
+    if events.num_rows:
+        dates = events["event_date"]
+        # rows are ordered by event_date: each date is one contiguous slice
+        runs = pc.run_end_encode(dates.combine_chunks())
+        start = 0
+        for end, day in zip(
+            runs.run_ends.to_pylist(), runs.values.to_pylist(), strict=True
+        ):
+            chunk = events.slice(start, end - start)
+            path = f"{EVENTS_PREFIX}/event_date={day.isoformat()}/{namer()}"
+            written.append(lake.write_parquet(path, chunk))
+            start = end
+    quarantine = result.quarantine
+    if quarantine.num_rows:
+        day = datetime.now(UTC).date().isoformat()
+        path = f"{QUARANTINE_PREFIX}/seen_date={day}/{namer()}"
+        written.append(lake.write_parquet(path, quarantine))
+    return written
+
+
+ProgressCallback = Callable[[ConvertStats], None]
+
+
+class Converter:
+    """The worker loop around :class:`BatchConverter`: receive, micro-batch, write, delete."""
+
+    def __init__(self, queue: Queue, lake: Lake, settings: Settings) -> None:
+        self.queue = queue
+        self.lake = lake
+        self.settings = settings
+        self.namer = FileNamer()
+        self.batcher = BatchConverter()
+        self.stats = ConvertStats()
+
+    def run(
+        self,
+        *,
+        follow: bool,
+        stop: threading.Event | None = None,
+        on_progress: ProgressCallback | None = None,
+    ) -> ConvertStats:
+        """Drain the queue (``follow=False``) or work until ``stop`` is set."""
+        stop = stop or threading.Event()
+        batch: list[Message] = []
+        batch_bytes = 0
+        started = time.monotonic()
+        vt = self.settings.visibility_timeout_seconds
+        while True:
+            messages: list[Message] = []
+            if not stop.is_set():
+                messages = self.queue.receive(_MAX_RECEIVE, vt, wait_seconds=1.0 if follow else 0)
+            if messages and not batch:
+                started = time.monotonic()
+            batch.extend(messages)
+            batch_bytes += sum(len(m.body) for m in messages)
+            age = time.monotonic() - started
+            drained = not messages
+            due = (
+                batch_bytes >= self.settings.flush_bytes
+                or age >= self.settings.flush_seconds
+                or (drained and (not follow or stop.is_set()))
+            )
+            if batch and due:
+                if age > vt / 2:  # about to exceed the visibility we were granted
+                    self.queue.change_visibility([m.receipt for m in batch], vt)
+                self._flush(batch)
+                batch, batch_bytes = [], 0
+                if on_progress:
+                    on_progress(self.stats)
+            if drained and not batch and (not follow or stop.is_set()):
+                return self.stats
+
+    def _flush(self, batch: list[Message]) -> None:
+        try:
+            self._convert_and_write(batch)
+        except LakeError:
+            # Storage is down: leave every message to come back after its visibility timeout.
+            log.exception("lake write failed; %d messages will be redelivered", len(batch))
+            self.stats.failed_messages += len(batch)
+            time.sleep(1.0)
+        except Exception:
+            if len(batch) == 1:
+                log.exception("message %s failed; it will be retried, then dead-lettered",
+                              batch[0].message_id)
+                self.stats.failed_messages += 1
+                return
+            # Isolate the poison message: convert the others one by one.
+            log.exception("batch of %d failed; retrying messages one by one", len(batch))
+            for message in batch:
+                self._flush([message])
+
+    def _convert_and_write(self, batch: list[Message]) -> None:
+        result = self.batcher.convert(batch)
+        files = write_batch(self.lake, result, self.namer)
+        # Only now, with every file durable, may the messages go.
+        self.queue.delete_batch([m.receipt for m in batch])
+        stats = self.stats
+        stats.batches += 1
+        stats.messages += len(batch)
+        stats.lines += result.lines
+        stats.events += result.events.num_rows
+        stats.rejected.update(result.rejected_by_reason())
+        stats.files += len(files)
+        stats.bytes_written += sum(f.size for f in files)
+
+    def close(self) -> None:
+        self.batcher.close()
