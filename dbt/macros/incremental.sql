@@ -25,8 +25,16 @@
   the lookback. An empty or missing watermark means "since forever" (full recompute, still
   through the incremental path, still exact).
 #}
+{% macro incremental_lookback_seconds() -%}
+    {%- set configured = var('incremental_lookback_seconds', '') | string | trim -%}
+    {%- if configured in ('', 'None') -%}
+        {{ return(0 if target.type == 'duckdb' else 600) }}
+    {%- endif -%}
+    {{ return(configured | int) }}
+{%- endmacro %}
+
 {% macro incremental_since(max_loaded_at_sql) -%}
-    {%- set lookback_seconds = var('incremental_lookback_seconds') | int -%}
+    {%- set lookback_seconds = rtdp.incremental_lookback_seconds() -%}
     {%- set watermark = "coalesce((" ~ max_loaded_at_sql ~ "), "
         ~ rtdp.timestamp_literal('1900-01-01 00:00:00') ~ ")" -%}
     {{ dbt.dateadd('second', -1 * lookback_seconds, watermark) }}
