@@ -1,4 +1,4 @@
-"""Settings: one frozen dataclass, filled from flags first, then ``RTDP_*`` variables, then defaults."""
+"""Settings: one frozen dataclass, from flags first, then ``RTDP_*`` variables, then defaults."""
 
 from __future__ import annotations
 
