@@ -18,7 +18,7 @@ $(STAMP): pyproject.toml
 setup: $(STAMP)  ## create .venv with rtdp, dbt and the test tools
 
 demo: $(STAMP)  ## the whole platform on this machine, then a summary
-	$(BIN)/rtdp demo
+	$(BIN)/rtdp demo --reset
 
 test: $(STAMP)  ## every test
 	$(BIN)/python -m pytest -q
