@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import asdict
+from datetime import UTC, datetime
 from typing import Any
 
 from rtdp import warehouse
@@ -23,11 +24,21 @@ from rtdp.ledger import Ledger
 from rtdp.settings import Settings
 
 
+def _written_at(path: str) -> float | None:
+    """The time in a lake file's name (``20261128T034500123456Z-…``), as epoch seconds."""
+    try:
+        stamp = path.rsplit("/", 1)[-1].split("-", 1)[0]
+        return datetime.strptime(stamp, "%Y%m%dT%H%M%S%fZ").replace(tzinfo=UTC).timestamp()
+    except ValueError:
+        return None
+
+
 def _lake_summary(settings: Settings, loaded: set[str]) -> dict[str, Any]:
     lake = lake_for(settings)
     out: dict[str, Any] = {}
     unloaded_rows = 0
     unloaded_files = 0
+    oldest_unloaded: float | None = None
     for prefix in (EVENTS_PREFIX, QUARANTINE_PREFIX):
         files = list(lake.list(prefix))
         out[f"{prefix}_files"] = len(files)
@@ -36,8 +47,14 @@ def _lake_summary(settings: Settings, loaded: set[str]) -> dict[str, Any]:
             if f.path not in loaded:
                 unloaded_files += 1
                 unloaded_rows += lake.parquet_rows(f.path)
+                written = _written_at(f.path)
+                if written is not None and (oldest_unloaded is None or written < oldest_unloaded):
+                    oldest_unloaded = written
     out["unloaded_files"] = unloaded_files
     out["unloaded_rows"] = unloaded_rows
+    out["oldest_unloaded_age_seconds"] = (
+        None if oldest_unloaded is None else round(max(0.0, time.time() - oldest_unloaded), 3)
+    )
     return out
 
 
@@ -103,7 +120,10 @@ def collect(settings: Settings) -> dict[str, Any]:
     if "stg_events_rows" in wh:
         # false until `rtdp transform` has run over everything loaded
         accounting["stg_events_matches_raw"] = wh["stg_events_rows"] == wh["events_kept"]
+    # How far behind the platform is: the oldest line not yet in the warehouse.
+    ages = [a for a in (q.oldest_age_seconds, lake["oldest_unloaded_age_seconds"]) if a is not None]
     return {
+        "lag_seconds": round(max(ages), 3) if ages else 0.0,
         "queue": asdict(q),
         "lake": lake,
         "warehouse": {k: v for k, v in wh.items() if k != "rejected_by_reason"},
