@@ -59,8 +59,9 @@
     {{ expr }}
 {%- endmacro %}
 
+{# BINARY values compare byte by byte, whatever DEFAULT_DDL_COLLATION the account sets. #}
 {% macro snowflake__byte_order(expr) -%}
-    collate({{ expr }}, 'utf8')
+    to_binary({{ expr }}, 'UTF-8')
 {%- endmacro %}
 
 

@@ -54,7 +54,8 @@
 
 {#
   Custom incremental strategy `replace_keys`: delete every target row whose `unique_key`
-  occurs in the batch, then insert the batch rows whose `replace_keys_marker_column` is not
+  occurs in the batch, then insert the batch rows whose column named by
+  `meta.replace_keys_marker_column` is not
   null. Batch rows with a null marker column only carry a key to delete (a group that became
   empty). Cross-database: plain delete/insert, dispatched for adapters that need otherwise.
 #}
@@ -66,10 +67,10 @@
     {%- set target = arg_dict['target_relation'] -%}
     {%- set batch = arg_dict['temp_relation'] -%}
     {%- set key = arg_dict['unique_key'] -%}
-    {%- set marker = config.get('replace_keys_marker_column') -%}
+    {%- set marker = (config.get('meta') or {}).get('replace_keys_marker_column') -%}
     {%- if not key or key is not string or not marker -%}
         {{ exceptions.raise_compiler_error(
-            "replace_keys needs one unique_key column and replace_keys_marker_column") }}
+            "replace_keys needs one unique_key column and meta.replace_keys_marker_column") }}
     {%- endif -%}
     {%- set columns_csv = get_quoted_csv(arg_dict['dest_columns'] | map(attribute='name')) -%}
     delete from {{ target }}

@@ -118,6 +118,14 @@ def dbt_command(
     return command, env, target_path
 
 
+def _node_name(unique_id: str) -> str:
+    """``test.rtdp.unique_x.ab12`` → ``unique_x``; unit tests as ``model::test``."""
+    parts = unique_id.split(".")
+    if parts[0] == "unit_test" and len(parts) >= 4:
+        return f"{parts[2]}::{parts[3]}"
+    return parts[2] if len(parts) >= 3 else unique_id
+
+
 def _summarize(run_results: dict[str, Any], seconds: float, full_refresh: bool) -> TransformResult:
     counts: dict[str, int] = {}
     failed: list[str] = []
@@ -126,7 +134,7 @@ def _summarize(run_results: dict[str, Any], seconds: float, full_refresh: bool) 
         kind = unique_id.split(".", 1)[0]  # model, seed, test, unit_test, operation
         status = str(result.get("status", "")).lower()
         if status in _FAILED:
-            failed.append(unique_id.split(".", 2)[-1] if kind != "unit_test" else unique_id)
+            failed.append(_node_name(unique_id))
         outcome = "ok" if status in _OK else "failed" if status in _FAILED else status
         counts[f"{kind}:{outcome}"] = counts.get(f"{kind}:{outcome}", 0) + 1
     return TransformResult(

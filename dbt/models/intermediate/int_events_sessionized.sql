@@ -16,7 +16,7 @@
     config(
         incremental_strategy='replace_keys',
         unique_key='session_key',
-        replace_keys_marker_column='event_id',
+        meta={'replace_keys_marker_column': 'event_id'},
         post_hook=[
             "{{ rtdp.record_watermark('int_events_sessionized', 'select max(_max_loaded_at) from ' ~ this) }}",
         ],

@@ -13,7 +13,7 @@
     config(
         incremental_strategy='replace_keys',
         unique_key='quarantine_id',
-        replace_keys_marker_column='reason',
+        meta={'replace_keys_marker_column': 'reason'},
     )
 }}
 

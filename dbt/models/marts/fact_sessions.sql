@@ -15,7 +15,7 @@
     config(
         incremental_strategy='replace_keys',
         unique_key='session_key',
-        replace_keys_marker_column='session_id',
+        meta={'replace_keys_marker_column': 'session_id'},
         post_hook=[
             "{{ rtdp.record_watermark('fact_sessions', 'select max(_max_loaded_at) from ' ~ ref('int_events_sessionized')) }}",
         ],
