@@ -10,6 +10,7 @@ the duplicates told apart downstream by their (message_id, line_number).
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
@@ -45,9 +46,15 @@ log = logging.getLogger(__name__)
 # The fields pulled out of each line (as JSON text and as plain text) in one pass each.
 _FIELDS: Final = ("event_id", "event_type", "event_timestamp", "quantity", *STRING_FIELDS)
 _MIN_EPOCH_US: Final = 946_684_800 * 1_000_000  # 2000-01-01T00:00:00Z
+# Offsets within ±23:59 (DuckDB's cast would take +99:99 and roll the clock).
 _ISO_PATTERN: Final = (
-    r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?(Z|z|[+-]\d{2}:?\d{2})?"
+    r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?(Z|z|[+-]([01]\d|2[0-3]):?[0-5]\d)?"
 )
+# What "surrounding whitespace" means for event_type: JSON's white space and \f, \v.
+_WS: Final = "' ' || chr(9) || chr(10) || chr(11) || chr(12) || chr(13)"
+# DuckDB's JSON reader is lenient where RFC 8259 is not: trailing commas and NaN/Infinity
+# parse. Lines that may hold either are few; they are checked again by Python's strict parser.
+_LENIENT_SUSPECT: Final = r",\s*[\]}]|[:\[,]\s*[-+]?(?i:nan|inf)"
 _MAX_RECEIVE: Final = 10  # SQS's ceiling per receive call; the local queue follows suit
 _TIMESTAMP_SQL: Final = "make_timestamp(ts_us::bigint)"
 
@@ -98,7 +105,7 @@ def _build_query() -> str:
     reason = f"""
         case
             when oversize then '{RejectReason.OVERSIZE}'
-            when invalid_utf8 or v is null then '{RejectReason.MALFORMED_JSON}'
+            when not_json then '{RejectReason.MALFORMED_JSON}'
             when not is_object then '{RejectReason.NOT_AN_OBJECT}'
             when {_type("event_id")} is distinct from 'VARCHAR'
                 or length({_text("event_id")}) not between 1 and {MAX_EVENT_ID_CHARS}
@@ -107,7 +114,7 @@ def _build_query() -> str:
             when ts_us < {_MIN_EPOCH_US} or ts_us > $max_us
                 then '{RejectReason.TIMESTAMP_OUT_OF_RANGE}'
             when {_type("event_type")} is distinct from 'VARCHAR'
-                or lower(trim({_text("event_type")})) not in ({event_types})
+                or lower(trim({_text("event_type")}, {_WS})) not in ({event_types})
                 then '{RejectReason.UNKNOWN_EVENT_TYPE}'
             when not coalesce(
                 ({_type("anonymous_id")} = 'VARCHAR' and {_text("anonymous_id")} <> '')
@@ -122,8 +129,9 @@ def _build_query() -> str:
         end"""
     detail = f"""
         case
-            when reason = '{RejectReason.OVERSIZE}' then strlen(raw) || ' bytes'
+            when reason = '{RejectReason.OVERSIZE}' then size || ' bytes'
             when invalid_utf8 then 'invalid UTF-8'
+            when not_strict then 'not strict JSON (trailing comma, NaN or Infinity)'
             when reason in ('{RejectReason.BAD_TIMESTAMP}',
                             '{RejectReason.TIMESTAMP_OUT_OF_RANGE}')
                 then 'event_timestamp=' || left(coalesce({_col("event_timestamp")}::varchar,
@@ -166,9 +174,11 @@ def _build_query() -> str:
             line_number,
             raw,
             invalid_utf8,
-            strlen(raw) > {MAX_LINE_BYTES} as oversize,
+            not_strict,
+            size,
+            size > {MAX_LINE_BYTES} as oversize,
             -- every field we need as JSON text (NULL when absent); NULL if not valid JSON
-            case when strlen(raw) <= {MAX_LINE_BYTES}
+            case when size <= {MAX_LINE_BYTES} and not invalid_utf8
                 then try(json_transform(raw, '{{{as_json}}}')) end as v,
             -- a valid JSON text that starts with '{{' is an object (trim only when needed:
             -- trimming every line costs more than parsing it)
@@ -186,7 +196,14 @@ def _build_query() -> str:
             from parsed
         )
     ),
-    timed as (select *, {ts_us} as ts_us from fields),
+    judged as (
+        select *,
+            invalid_utf8 or not_strict
+                -- json_transform gives NULL for the JSON text `null` too; that one is valid
+                or (v is null and not coalesce(try(json_valid(raw)), false)) as not_json
+        from fields
+    ),
+    timed as (select *, {ts_us} as ts_us from judged),
     classified as (select *, {reason} as reason from timed)
     select
         message_id,
@@ -195,7 +212,7 @@ def _build_query() -> str:
         reason,
         case when reason is not null then {detail} end as detail,
         case when reason is null then {_text("event_id")} end as event_id,
-        case when reason is null then lower(trim({_text("event_type")})) end as event_type,
+        case when reason is null then lower(trim({_text("event_type")}, {_WS})) end as event_type,
         case when reason is null then {_TIMESTAMP_SQL} end as event_timestamp,
         case when reason is null then try_cast({_text("quantity")} as bigint) end as quantity,
         {string_columns}
@@ -207,15 +224,18 @@ _CLASSIFY_SQL: Final = _build_query()
 
 _SPLIT_SQL: Final = """
 create or replace temp table lines as
-select message_id, line_number, raw, invalid_utf8 from (
+select message_id, line_number, raw, invalid_utf8, false as not_strict,
+       coalesce(size, strlen(raw)) as size
+from (
     select
         message_id,
         unnest(range(1, len(parts) + 1))::integer as line_number,
         unnest(parts) as raw,
-        false as invalid_utf8
+        false as invalid_utf8,
+        null::bigint as size
     from (select message_id, string_split(body, chr(10)) as parts from bodies)
     union all
-    select message_id, line_number, raw, invalid_utf8 from extra_lines
+    select message_id, line_number, raw, invalid_utf8, size from extra_lines
 )
 -- blank lines are not events (spec §1); trim only lines that start with white space
 where case when raw = '' then false
@@ -276,6 +296,7 @@ class BatchConverter:
         con.register("extra_lines", extra)
         try:
             con.execute(_SPLIT_SQL)
+            _mark_lenient_json(con)
             max_us = int(now.timestamp() * 1_000_000) + MAX_FUTURE_SECONDS * 1_000_000
             con.execute(_CLASSIFY_SQL, {"max_us": max_us})
             naive_now = now.astimezone(UTC).replace(tzinfo=None)
@@ -294,6 +315,42 @@ class BatchConverter:
         self._con.close()
 
 
+_SUSPECT_SQL: Final = f"""
+select message_id, line_number, raw from lines
+where not invalid_utf8 and size <= {MAX_LINE_BYTES}
+  and regexp_matches(raw, '{_LENIENT_SUSPECT}')
+"""
+
+
+def _reject_constant(name: str) -> None:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _mark_lenient_json(con: duckdb.DuckDBPyConnection) -> None:
+    """Flag lines only a lenient parser accepts (see ``_LENIENT_SUSPECT``)."""
+    bad_ids: list[str] = []
+    bad_numbers: list[int] = []
+    for message_id, line_number, raw in con.execute(_SUSPECT_SQL).fetchall():
+        try:
+            json.loads(raw, parse_constant=_reject_constant)
+        except ValueError:
+            bad_ids.append(message_id)
+            bad_numbers.append(line_number)
+    if not bad_ids:
+        return
+    con.register("not_strict_lines", pa.table({
+        "message_id": pa.array(bad_ids, pa.string()),
+        "line_number": pa.array(bad_numbers, pa.int32()),
+    }))
+    try:
+        con.execute(
+            "update lines set not_strict = true from not_strict_lines n"
+            " where lines.message_id = n.message_id and lines.line_number = n.line_number"
+        )
+    finally:
+        con.unregister("not_strict_lines")
+
+
 def _split_utf8(messages: Sequence[Message]) -> tuple[pa.Table, pa.Table]:
     """Bodies that are valid UTF-8 go to DuckDB whole; the rare others are split here so that
     each of their lines is judged alone (only the invalid lines are malformed)."""
@@ -303,6 +360,7 @@ def _split_utf8(messages: Sequence[Message]) -> tuple[pa.Table, pa.Table]:
     extra_numbers: list[int] = []
     extra_raw: list[str] = []
     extra_invalid: list[bool] = []
+    extra_size: list[int] = []
     for message in messages:
         try:
             good_bodies.append(message.body.decode("utf-8"))
@@ -312,6 +370,7 @@ def _split_utf8(messages: Sequence[Message]) -> tuple[pa.Table, pa.Table]:
                 extra_ids.append(message.message_id)
                 extra_numbers.append(number)
                 # An invalid line keeps its bytes visible as \xNN escapes in the quarantine.
+                extra_size.append(len(line))
                 try:
                     extra_raw.append(line.decode("utf-8"))
                     extra_invalid.append(False)
@@ -327,6 +386,7 @@ def _split_utf8(messages: Sequence[Message]) -> tuple[pa.Table, pa.Table]:
             "line_number": pa.array(extra_numbers, pa.int32()),
             "raw": pa.array(extra_raw, pa.string()),
             "invalid_utf8": pa.array(extra_invalid, pa.bool_()),
+            "size": pa.array(extra_size, pa.int64()),
         }
     )
     return bodies, extra
@@ -375,7 +435,7 @@ def write_batch(lake: Lake, result: BatchResult, namer: FileNamer) -> list[LakeF
             start = end
     quarantine = result.quarantine
     if quarantine.num_rows:
-        day = datetime.now(UTC).date().isoformat()
+        day = quarantine["seen_at"][0].as_py().date().isoformat()
         path = f"{QUARANTINE_PREFIX}/seen_date={day}/{namer()}"
         written.append(lake.write_parquet(path, quarantine))
     return written

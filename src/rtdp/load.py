@@ -146,8 +146,7 @@ def _loaded_names(con: duckdb.DuckDBPyConnection, names: list[str]) -> set[str]:
 def _next_load_time(con: duckdb.DuckDBPyConnection) -> datetime:
     """Now, or one microsecond after the last load if the clock has not moved past it."""
     now = datetime.now(UTC).replace(tzinfo=None)
-    row = con.execute(f"select max(loaded_at) from {warehouse.LOAD_HISTORY}").fetchone()
-    last = row[0] if row else None
+    (last,) = warehouse.one(con, f"select max(loaded_at) from {warehouse.LOAD_HISTORY}")
     if last is not None and last >= now:
         return last + timedelta(microseconds=1)  # type: ignore[no-any-return]
     return now

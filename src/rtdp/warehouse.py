@@ -14,7 +14,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
 
 import duckdb
 
@@ -122,10 +122,22 @@ def connect(path: Path, *, read_only: bool = False) -> Iterator[duckdb.DuckDBPyC
             con.close()
 
 
+def one(
+    con: duckdb.DuckDBPyConnection, sql: str, params: list[Any] | None = None
+) -> tuple[Any, ...]:
+    """The single row of a query. DuckDB 2 keeps a result open until a fetch returns nothing,
+    and refuses other work on the connection meanwhile, so fetch it all."""
+    rows = con.execute(sql, params or []).fetchall()
+    if len(rows) != 1:
+        raise WarehouseError(f"expected one row, got {len(rows)}: {sql}")
+    return tuple(rows[0])
+
+
 def relation_exists(con: duckdb.DuckDBPyConnection, schema: str, name: str) -> bool:
-    row = con.execute(
+    (count,) = one(
+        con,
         "select count(*) from information_schema.tables"
         " where table_schema = ? and table_name = ?",
         [schema, name],
-    ).fetchone()
-    return bool(row and row[0])
+    )
+    return bool(count)

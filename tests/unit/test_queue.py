@@ -219,12 +219,6 @@ def test_messages_survive_reopening_the_file(queue_path: Path) -> None:
         q.close()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: SqliteQueue._receive_once selects LIMIT max_messages rows before removing the "
-    "ones due for the dead-letter queue, so those use up the slots and receive() returns [] "
-    "although a deliverable message is visible (and Converter.run(follow=False) stops early)",
-)
 def test_dead_lettering_does_not_hide_deliverable_messages(queue_path: Path) -> None:
     q = SqliteQueue(queue_path, max_message_bytes=MAX_BYTES, max_receive_count=1)
     try:

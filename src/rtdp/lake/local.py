@@ -72,14 +72,11 @@ class LocalLake:
                     continue
                 yield self._describe(full.relative_to(self.root).as_posix(), st)
 
-    def read_parquet(self, path: str) -> pa.Table:
+    def read_parquet(self, path: str, columns: list[str] | None = None) -> pa.Table:
         try:
-            return pq.read_table(self.root / path)
+            return pq.read_table(self.root / path, columns=columns)
         except (OSError, pa.ArrowInvalid) as exc:
             raise LakeError(f"cannot read {self.root / path}: {exc}") from exc
-
-    def parquet_rows(self, path: str) -> int:
-        return int(pq.read_metadata(self.root / path).num_rows)
 
     @staticmethod
     def _describe(path: str, st: os.stat_result) -> LakeFile:

@@ -110,26 +110,32 @@ class SqliteQueue:
         now = time.time()
         out: list[Message] = []
         with self._write() as db:
-            rows = db.execute(
-                "select seq, message_id, body, line_count, sent_at, receive_count from messages"
-                " where dead = 0 and visible_at <= ? order by visible_at, seq limit ?",
-                (now, max_messages),
-            ).fetchall()
-            dead = [r[0] for r in rows if r[5] >= self.max_receive_count]
-            if dead:
-                db.executemany("update messages set dead = 1, receipt = null where seq = ?",
-                               [(s,) for s in dead])
-            for seq, message_id, body, line_count, sent_at, count in rows:
-                if count >= self.max_receive_count:
-                    continue
-                receipt = uuid.uuid4().hex
-                db.execute(
-                    "update messages set visible_at = ?, receive_count = ?, receipt = ?"
-                    " where seq = ?",
-                    (now + visibility_timeout, count + 1, receipt, seq),
-                )
-                attrs = {} if line_count is None else {LINE_COUNT_ATTRIBUTE: str(line_count)}
-                out.append(Message(message_id, receipt, bytes(body), count + 1, sent_at, attrs))
+            # Messages due for the dead-letter queue are moved there as they are met; they must
+            # not use up the slots of this receive, so look again until it is full or empty.
+            while len(out) < max_messages:
+                rows = db.execute(
+                    "select seq, message_id, body, line_count, sent_at, receive_count"
+                    " from messages where dead = 0 and visible_at <= ?"
+                    " order by visible_at, seq limit ?",
+                    (now, max_messages - len(out)),
+                ).fetchall()
+                if not rows:
+                    break
+                for seq, message_id, body, line_count, sent_at, count in rows:
+                    if count >= self.max_receive_count:
+                        db.execute("update messages set dead = 1, receipt = null where seq = ?",
+                                   (seq,))
+                        continue
+                    receipt = uuid.uuid4().hex
+                    db.execute(
+                        "update messages set visible_at = ?, receive_count = ?, receipt = ?"
+                        " where seq = ?",
+                        (now + visibility_timeout, count + 1, receipt, seq),
+                    )
+                    attrs = {} if line_count is None else {LINE_COUNT_ATTRIBUTE: str(line_count)}
+                    out.append(
+                        Message(message_id, receipt, bytes(body), count + 1, sent_at, attrs)
+                    )
         return out
 
     def delete_batch(self, receipts: Sequence[str]) -> None:

@@ -1,0 +1,172 @@
+"""``rtdp demo``: the whole platform on this machine, as it runs in production.
+
+Producer, converter and loader run as separate ``rtdp`` processes, concurrently, on the
+embedded queue, lake and warehouse; dbt transforms incrementally every few seconds while data
+flows. When the producer is done, the converter is stopped with SIGTERM (it flushes), the
+loader drains, one last transform runs, and the summary is read from the warehouse.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Final
+
+from rtdp import warehouse
+from rtdp.exceptions import RtdpError
+from rtdp.settings import Settings
+from rtdp.status import collect
+from rtdp.transform import run_transform
+
+_STOP_TIMEOUT_SECONDS: Final = 120
+
+
+@dataclass(frozen=True)
+class DemoConfig:
+    seconds: float = 20.0
+    rate: int = 5000
+    seed: int = 42
+    transform_every_seconds: float = 10.0
+    reset: bool = False
+
+
+def _rtdp() -> str:
+    beside = Path(sys.executable).with_name("rtdp")
+    return str(beside) if beside.is_file() else (shutil.which("rtdp") or "rtdp")
+
+
+class _Worker:
+    """One ``rtdp`` subprocess with its JSON summary line captured."""
+
+    def __init__(self, name: str, args: list[str], env: dict[str, str]) -> None:
+        self.name = name
+        self.proc = subprocess.Popen(
+            [_rtdp(), *args, "--json"], env=env, stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE, text=True,
+        )
+
+    def finish(self, *, terminate: bool) -> dict[str, Any]:
+        if terminate and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        out, err = self.proc.communicate(timeout=_STOP_TIMEOUT_SECONDS)
+        if self.proc.returncode != 0:
+            raise RtdpError(f"rtdp {self.name} failed ({self.proc.returncode}): {err.strip()}")
+        lines = out.strip().splitlines()
+        return json.loads(lines[-1]) if lines else {}  # type: ignore[no-any-return]
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+
+def _reset(settings: Settings) -> None:
+    for name in ("queue.sqlite", "queue.sqlite-wal", "queue.sqlite-shm", "ledger.sqlite",
+                 "ledger.sqlite-wal", "ledger.sqlite-shm", "warehouse.duckdb",
+                 "warehouse.duckdb.wal", "warehouse.lock"):
+        (settings.home / name).unlink(missing_ok=True)
+    shutil.rmtree(settings.home / "lake", ignore_errors=True)
+    shutil.rmtree(settings.home / "dbt", ignore_errors=True)
+
+
+def run_demo(settings: Settings, config: DemoConfig,
+             on_progress: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
+    if config.reset:
+        _reset(settings)
+    settings.home.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "RTDP_HOME": str(settings.home.resolve()),
+           "RTDP_FLUSH_SECONDS": os.environ.get("RTDP_FLUSH_SECONDS", "1")}
+    started = time.monotonic()
+    workers: list[_Worker] = []
+    transforms = 0
+    try:
+        producer = _Worker("produce", ["produce", "--rate", str(config.rate), "--duration",
+                                       str(config.seconds), "--seed", str(config.seed)], env)
+        converter = _Worker("convert", ["convert", "--follow"], env)
+        loader = _Worker("load", ["load", "--follow", "--poll-seconds", "0.5"], env)
+        workers = [producer, converter, loader]
+        next_transform = time.monotonic() + config.transform_every_seconds
+        while producer.proc.poll() is None:
+            time.sleep(0.5)
+            if on_progress:
+                on_progress(collect_quick(settings))
+            if time.monotonic() >= next_transform:
+                run_transform(settings)  # incremental, while data keeps flowing
+                transforms += 1
+                next_transform = time.monotonic() + config.transform_every_seconds
+        produced = producer.finish(terminate=False)
+        converted = converter.finish(terminate=True)
+        loaded = loader.finish(terminate=True)
+        final_load = _Worker("load", ["load", "--once"], env).finish(terminate=False)
+        transform = run_transform(settings)
+        transforms += 1
+    finally:
+        for worker in workers:
+            worker.kill()
+    summary = summarize(settings)
+    summary["pipeline"] = {
+        "events_produced": produced.get("events"),
+        "lines_converted": converted.get("lines"),
+        "files_loaded": int(loaded.get("files", 0)) + int(final_load.get("files", 0)),
+        "transform_runs": transforms,
+        "last_transform_seconds": transform.seconds,
+        "seconds": round(time.monotonic() - started, 1),
+    }
+    return summary
+
+
+def collect_quick(settings: Settings) -> dict[str, Any]:
+    """Queue depth and lake files, cheap enough to poll (no warehouse lock)."""
+    from rtdp.backends import lake_for, queue_for
+
+    queue = queue_for(settings)
+    try:
+        stats = queue.stats()
+    finally:
+        queue.close()
+    lake = lake_for(settings)
+    return {
+        "queue_depth": stats.depth,
+        "in_flight": stats.in_flight,
+        "lake_files": sum(1 for _ in lake.list("events")),
+    }
+
+
+def summarize(settings: Settings) -> dict[str, Any]:
+    """Sessions, rates, revenue, events, duplicates, rejections and freshness."""
+    status = collect(settings)
+    with warehouse.connect(settings.warehouse_path) as con:
+        sessions, bounce, conversion, revenue = warehouse.one(
+            con,
+            "select count(*), avg(is_bounce::int), avg(is_converted::int),"
+            " coalesce(sum(revenue), 0) from analytics.fact_sessions",
+        )
+        (events,) = warehouse.one(con, "select count(*) from analytics.stg_events")
+        p50, p99 = warehouse.one(
+            con,
+            "select quantile_cont(s, 0.5), quantile_cont(s, 0.99) from ("
+            " select epoch(loaded_at - event_timestamp) as s"
+            f" from {warehouse.RAW_EVENTS})",
+        )
+    accounting = status["accounting"]
+    return {
+        "sessions": sessions,
+        "bounce_rate": None if bounce is None else round(bounce, 4),
+        "conversion_rate": None if conversion is None else round(conversion, 4),
+        "revenue": float(revenue),
+        "events": events,
+        "duplicates_removed": accounting["duplicates_removed"],
+        "rejected_by_reason": status["rejected_by_reason"],
+        "freshness_p50_seconds": None if p50 is None else round(p50, 3),
+        "freshness_p99_seconds": None if p99 is None else round(p99, 3),
+        "accounting_balanced": accounting["balanced"],
+        "lines_ingested": accounting["lines_ingested"],
+    }
