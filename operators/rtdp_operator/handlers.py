@@ -1,0 +1,133 @@
+"""kopf handlers: one owned Deployment per EventProducer, kept as the spec says.
+
+Run: ``kopf run -m rtdp_operator.handlers --namespace NS --peering rtdp-operator``.
+
+* create / update (of the spec) / resume → reconcile: server-side apply of the desired
+  Deployment (``kopf.adopt``: owner reference, namespace), then the status;
+* a timer → the same reconcile, so a hand edit of the Deployment is put back (drift);
+* Deployment events → the EventProducer's status follows its pods (ready replicas);
+* deletion → nothing to do: the Deployment's owner reference lets the garbage collector go.
+
+Every step is idempotent (apply of the same manifest is a no-op), so a restarted operator,
+or a resumed one, creates no duplicates. Several replicas are safe through kopf peering:
+each draws a distinct priority, the highest works and the others stand by.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+from typing import Any, Final
+
+import kopf
+from kubernetes.client.exceptions import ApiException
+
+from rtdp_operator import kube, manifests, status
+from rtdp_operator.manifests import GROUP, KIND, MANAGER, PLURAL, VERSION
+
+DRIFT_SECONDS: Final = float(os.environ.get("RTDP_OPERATOR_DRIFT_SECONDS", "30"))
+IMAGE: Final = os.environ.get("RTDP_PRODUCER_IMAGE", manifests.DEFAULT_IMAGE)
+_MANAGED: Final = {"app.kubernetes.io/managed-by": MANAGER}
+
+
+@kopf.on.startup()
+def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
+    # Same priority = every peer pauses; distinct ones = one active, the others standing by.
+    settings.peering.priority = random.randint(1, 2**30)
+    settings.peering.lifetime = 30
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+        prefix=GROUP, key="last-handled-configuration")
+    settings.watching.server_timeout = 300
+    kube.configure()
+
+
+class OwnershipError(Exception):
+    """The Deployment of that name belongs to someone else, or cannot be adopted."""
+
+
+def _check_adoptable(producer: kopf.Body, existing: dict[str, Any]) -> None:
+    uid = producer["metadata"]["uid"]
+    for ref in existing["metadata"].get("ownerReferences", []):
+        if ref.get("controller") and ref.get("uid") != uid:
+            raise OwnershipError(f"Deployment {existing['metadata']['name']} is controlled by "
+                                 f"{ref['kind']}/{ref['name']}; rename one of them")
+    selector = existing["spec"]["selector"]
+    wanted = {"matchLabels": manifests.selector_labels(producer["metadata"]["name"])}
+    if selector != wanted:
+        raise OwnershipError(f"Deployment {existing['metadata']['name']} selects {selector}, "
+                             f"not {wanted}, and a selector cannot change: delete it and the "
+                             "operator recreates it")
+
+
+def ensure_deployment(producer: kopf.Body, logger: kopf.Logger) -> dict[str, Any]:
+    """Create, adopt or put back the Deployment; return it as the API server has it."""
+    desired = manifests.deployment(producer, default_image=IMAGE)
+    kopf.adopt(desired, owner=producer)
+    meta = desired["metadata"]
+    existing = kube.get_deployment(meta["namespace"], meta["name"])
+    if existing is not None:
+        _check_adoptable(producer, existing)
+        differences = manifests.deployment_drift(desired, existing)
+        owned = any(ref.get("uid") == producer["metadata"]["uid"]
+                    for ref in existing["metadata"].get("ownerReferences", []))
+        if not differences and owned:
+            return existing
+        logger.info(f"Deployment {meta['name']}: "
+                    f"{'putting back ' + ', '.join(differences) if owned else 'adopting it'}")
+    try:
+        applied = kube.apply_deployment(desired)
+    except ApiException as exc:
+        if exc.status in (400, 403, 422):  # refused as such: retrying will not help
+            raise OwnershipError(f"Deployment {meta['name']} refused: {exc.reason}: "
+                                 f"{exc.body}") from exc
+        raise kopf.TemporaryError(f"applying Deployment {meta['name']}: {exc.reason}",
+                                  delay=5) from exc
+    if existing is None:
+        logger.info(f"Deployment {meta['name']} created")
+    return applied
+
+
+def _reconcile(body: kopf.Body, patch: kopf.Patch, logger: kopf.Logger) -> None:
+    error: OwnershipError | None = None
+    try:
+        deployment: dict[str, Any] | None = ensure_deployment(body, logger)
+    except OwnershipError as exc:
+        deployment, error = None, exc
+    new = status.status_of(body, deployment, error=str(error) if error else None)
+    new["observedGeneration"] = body["metadata"].get("generation")
+    if status.changed(body.get("status"), new):
+        patch.status.update(new)
+    if error is not None:
+        raise kopf.PermanentError(str(error)) from error
+
+
+@kopf.on.resume(GROUP, VERSION, PLURAL)
+@kopf.on.create(GROUP, VERSION, PLURAL)
+@kopf.on.update(GROUP, VERSION, PLURAL, field="spec")
+def reconcile(body: kopf.Body, patch: kopf.Patch, logger: kopf.Logger, **_: Any) -> None:
+    _reconcile(body, patch, logger)
+
+
+@kopf.timer(GROUP, VERSION, PLURAL, interval=DRIFT_SECONDS, initial_delay=DRIFT_SECONDS)
+def revert_drift(body: kopf.Body, patch: kopf.Patch, logger: kopf.Logger, **_: Any) -> None:
+    meta, observed = body["metadata"], (body.get("status") or {}).get("observedGeneration")
+    if observed != meta.get("generation"):
+        return  # a spec change is pending: the update handler owns it, not a stale timer
+    _reconcile(body, patch, logger)
+
+
+@kopf.on.event("apps", "v1", "deployments", labels=_MANAGED)
+def mirror_status(body: kopf.Body, type: str | None, logger: kopf.Logger, **_: Any) -> None:
+    """The owner's status follows the Deployment's (ready pods, scale-ups, deletion)."""
+    owner = next((ref for ref in body["metadata"].get("ownerReferences", [])
+                  if ref.get("controller") and ref.get("kind") == KIND), None)
+    if owner is None:
+        return
+    producer = kube.get_producer(body["metadata"]["namespace"], owner["name"])
+    if producer is None or producer["metadata"]["uid"] != owner["uid"]:
+        return  # gone (the garbage collector follows) or a new object of the same name
+    new = status.status_of(producer, None if type == "DELETED" else dict(body))
+    if status.changed(producer.get("status"), new):
+        kube.patch_producer_status(producer["metadata"]["namespace"], owner["name"], new)
+        logger.debug(f"status of {owner['name']}: {new['readyReplicas']}/{new['replicas']}")

@@ -1,0 +1,62 @@
+"""The few API calls the operator makes, on plain dicts (the Kubernetes client's models are
+skipped: manifests are built and compared as dicts, as the API server sends them)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import kubernetes
+from kubernetes.client.exceptions import ApiException
+
+from rtdp_operator.manifests import GROUP, MANAGER, PLURAL, VERSION, Manifest
+
+_APPLY: str = "application/apply-patch+yaml"  # server-side apply (JSON is YAML)
+_MERGE: str = "application/merge-patch+json"
+
+
+def configure() -> None:
+    """In a pod, its service account; elsewhere ``$KUBECONFIG`` / ``~/.kube/config``."""
+    try:
+        kubernetes.config.load_incluster_config()  # type: ignore[no-untyped-call]
+    except kubernetes.config.ConfigException:
+        kubernetes.config.load_kube_config()  # type: ignore[no-untyped-call]
+
+
+def _body(response: Any) -> Manifest:
+    return json.loads(response.data)  # type: ignore[no-any-return]
+
+
+def get_deployment(namespace: str, name: str) -> Manifest | None:
+    try:
+        return _body(kubernetes.client.AppsV1Api().read_namespaced_deployment(
+            name, namespace, _preload_content=False))
+    except ApiException as exc:
+        if exc.status == 404:
+            return None
+        raise
+
+
+def apply_deployment(manifest: Manifest) -> Manifest:
+    """Server-side apply with force: the fields this operator owns are put back whoever
+    changed them; fields it does not set (another controller's, an annotation) are left."""
+    meta = manifest["metadata"]
+    return _body(kubernetes.client.AppsV1Api().patch_namespaced_deployment(
+        meta["name"], meta["namespace"], manifest, field_manager=MANAGER, force=True,
+        _content_type=_APPLY, _preload_content=False))
+
+
+def get_producer(namespace: str, name: str) -> Manifest | None:
+    try:
+        return _body(kubernetes.client.CustomObjectsApi().get_namespaced_custom_object(
+            GROUP, VERSION, namespace, PLURAL, name, _preload_content=False))
+    except ApiException as exc:
+        if exc.status == 404:
+            return None
+        raise
+
+
+def patch_producer_status(namespace: str, name: str, status: Manifest) -> None:
+    kubernetes.client.CustomObjectsApi().patch_namespaced_custom_object_status(
+        GROUP, VERSION, namespace, PLURAL, name, {"status": status},
+        _content_type=_MERGE, _preload_content=False)
