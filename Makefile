@@ -4,6 +4,7 @@ PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+SNOWFLAKE_STAMP := .venv-snowflake/.installed
 export RTDP_HOME ?= $(CURDIR)/.rtdp
 
 .PHONY: setup demo test lint bench clean
@@ -15,12 +16,18 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[dbt,dev]'
 	touch $(STAMP)
 
-setup: $(STAMP)  ## create .venv with rtdp, dbt and the test tools
+$(SNOWFLAKE_STAMP): requirements/snowflake.txt
+	test -x .venv-snowflake/bin/python || $(PYTHON) -m venv .venv-snowflake
+	.venv-snowflake/bin/pip install --quiet --upgrade pip
+	.venv-snowflake/bin/pip install --quiet -r requirements/snowflake.txt
+	touch $(SNOWFLAKE_STAMP)
+
+setup: $(STAMP) $(SNOWFLAKE_STAMP)  ## create .venv (rtdp, dbt, test tools) and .venv-snowflake
 
 demo: $(STAMP)  ## the whole platform on this machine, then a summary
 	$(BIN)/rtdp demo --reset
 
-test: $(STAMP)  ## every test
+test: $(STAMP) $(SNOWFLAKE_STAMP)  ## every test
 	$(BIN)/python -m pytest -q
 
 lint: $(STAMP)

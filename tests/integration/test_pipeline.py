@@ -81,6 +81,9 @@ def test_kill_9_of_the_converter_loses_nothing(home: Path, tmp_path: Path) -> No
         worker.wait()
     assert kills > 0
     time.sleep(float(SMALL["RTDP_VISIBILITY_TIMEOUT_SECONDS"]) + 0.5)  # in-flight comes back
+    # A message whose every receiver was killed is dead-lettered after RTDP_MAX_RECEIVE_COUNT
+    # receives, as on SQS; the operator's move is to redrive it.
+    run_rtdp("dlq", "redrive")
     run_rtdp("convert", "--once", env=SMALL)
     run_rtdp("load", "--once")
     _assert_all_landed(home, corpus)
