@@ -45,6 +45,7 @@ class Queue(Protocol):
     """What producers, ingest, converters and status need from a queue."""
 
     max_message_bytes: int
+    max_receive_batch: int  # most messages one receive may return (SQS: 10)
 
     def send_batch(
         self, bodies: Sequence[bytes], attributes: Sequence[dict[str, str]] | None = None

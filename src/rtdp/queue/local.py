@@ -48,13 +48,16 @@ class SqliteQueue:
         self.path = Path(path)
         self.max_message_bytes = max_message_bytes
         self.max_receive_count = max_receive_count
+        # As SQS: small receives keep the work shared fairly among several converters.
+        self.max_receive_batch = 10
         self.path.parent.mkdir(parents=True, exist_ok=True)
         try:
             self._db = sqlite3.connect(self.path, timeout=60.0, isolation_level=None)
             self._db.execute("pragma journal_mode=wal")
-            # FULL: a commit is on disk before send_batch returns, so a producer that was told
-            # "sent" never loses the message, even to a power cut.
-            self._db.execute("pragma synchronous=full")
+            # NORMAL in WAL mode: a commit survives the crash of any process, but the last
+            # commits may be lost to a power cut. That is safe for receive, delete and
+            # visibility (the message just comes back); send switches to FULL (below).
+            self._db.execute("pragma synchronous=normal")
             self._db.executescript(_SCHEMA)
         except sqlite3.Error as exc:
             raise QueueError(f"cannot open queue database {self.path}: {exc}") from exc
@@ -88,12 +91,18 @@ class SqliteQueue:
             (mid, body, _line_count(a), now, now)
             for mid, body, a in zip(ids, bodies, attrs, strict=True)
         ]
-        with self._write() as db:
-            db.executemany(
-                "insert into messages (message_id, body, line_count, sent_at, visible_at)"
-                " values (?, ?, ?, ?, ?)",
-                rows,
-            )
+        # FULL: the commit is on disk before send_batch returns, so a producer told "sent"
+        # never loses the message, even to a power cut.
+        self._db.execute("pragma synchronous=full")
+        try:
+            with self._write() as db:
+                db.executemany(
+                    "insert into messages (message_id, body, line_count, sent_at, visible_at)"
+                    " values (?, ?, ?, ?, ?)",
+                    rows,
+                )
+        finally:
+            self._db.execute("pragma synchronous=normal")
         return ids
 
     def receive(

@@ -75,6 +75,7 @@ class SqsQueue:
     def __init__(self, url: str, *, max_message_bytes: int, client: Any = None) -> None:
         self.url = url
         self.max_message_bytes = max_message_bytes
+        self.max_receive_batch = BATCH_ENTRIES
         self._client = client if client is not None else sqs_client(url)
         self._dead_letter_url: str | None = None
 
