@@ -344,6 +344,7 @@ _TRANSITIONS: Final[dict[int, tuple[tuple[tuple[float, int], ...], ...]]] = {
     _CO: (((0.70, _E), (0.22, _PV), (0.08, _PRV)),
           ((1.0, _E),)),  # unreachable: checkout empties the cart
 }
+_RETRY_MEAN_SECONDS: Final = 2.0  # a duplicate's copy follows its original by this, on average
 _BOUNCE_RATIO: Final = 0.30  # sessions that leave after the landing event
 
 
@@ -372,6 +373,14 @@ _NEXT_TABLE: Final = tuple(
 )
 _LANDING_PRODUCT_RATIO: Final = 0.2  # deep links from ads and search land on a product page
 _RETURN_RATIO: Final = 0.15  # a visitor comes back for another session
+_RETURN_GAP_MIN_S: Final = 31 * 60  # always a new session (> 30 min of inactivity)
+_RETURN_GAP_MAX_S: Final = 6 * 3600
+# Sessions are simulated from this long before the start, and only their events from the
+# start on are sent: the stream begins in the middle of the traffic, not with an empty shop.
+# About 15 minutes covers what ongoing sessions still do after the start; capped in
+# simulated events so that a busy shop does not pay seconds before its first line.
+_WARMUP_SECONDS: Final = 900
+_WARMUP_EVENTS: Final = 200_000
 _KNOWN_USER_RATIO: Final = 0.3  # visitors with an account
 _LOGGED_IN_AT_START: Final = 0.55  # of known users: a remembered login
 _LOGIN_PER_STEP: Final = 0.15  # of known users not logged in: they log in at this step
@@ -464,9 +473,20 @@ def _think_table(rng: random.Random) -> tuple[int, ...]:
 
 
 def _return_gap_table(rng: random.Random) -> tuple[int, ...]:
-    """Gaps before a returning visitor's next session: 31 min to 6 h, log-uniform."""
-    lo, hi = math.log(31 * 60), math.log(6 * 3600)
+    """Gaps before a returning visitor's next session: log-uniform between the bounds."""
+    lo, hi = math.log(_RETURN_GAP_MIN_S), math.log(_RETURN_GAP_MAX_S)
     return tuple(int(math.exp(rng.uniform(lo, hi)) * _US) for _ in range(_TABLE))
+
+
+def _returned_share(seconds: float) -> float:
+    """Share of the steady-state flow of returning sessions already present ``seconds`` after
+    the start (the CDF of the return gap): new visitors make up the rest, so the event rate
+    is flat from the first minute instead of climbing for six hours."""
+    if seconds <= _RETURN_GAP_MIN_S:
+        return 0.0
+    if seconds >= _RETURN_GAP_MAX_S:
+        return 1.0
+    return math.log(seconds / _RETURN_GAP_MIN_S) / math.log(_RETURN_GAP_MAX_S / _RETURN_GAP_MIN_S)
 
 
 def _late_delay_table(rng: random.Random) -> tuple[int, ...]:
@@ -562,8 +582,13 @@ class _Generator:
                     else max(_FAST_WINDOW_EVENTS / rate, 0.001))
         self.window_us = max(int(window_s * _US), 1)
         # New sessions arrive as a Poisson process; returns add to it (geometric series).
-        self.session_rate = (rate / _SHARDS) * (1.0 - _RETURN_RATIO) / _mean_events_per_session()
-        self.next_arrival_us = start_us + self._exp_us()
+        # Sessions (new and returning) per µs of this shard; duplicates add lines, so the
+        # lines per second come out at the asked-for rate.
+        per_second = rate / _SHARDS / (1.0 + config.duplicate_ratio) / _mean_events_per_session()
+        self.session_rate = per_second
+        warmup = min(_WARMUP_SECONDS, _WARMUP_EVENTS / rate)
+        self.origin_us = start_us - int(warmup * _US)
+        self.next_arrival_us = self.origin_us + self._exp_us()
         self.returns: list[tuple[int, int, _Visitor]] = []  # heap (start, tiebreak, visitor)
         self.return_seq = 0
         self.buckets: dict[int, list[tuple[int, str, int]]] = {}
@@ -595,28 +620,45 @@ class _Generator:
             return _Visitor(vseed, user_id, True, False)
         return _Visitor(vseed, user_id, rnd() < _LOGGED_IN_AT_START, True)
 
-    def _window(self, t0: int, t1: int) -> list[tuple[int, str, int]]:
-        """Walk every session starting in [t0, t1); return window t0's items, sorted."""
-        returns = self.returns
+    def _simulate(self, until: int) -> None:
+        """Walk every session starting before ``until`` (in start order) into the buckets."""
+        returns, rnd = self.returns, self.rng.random
         while True:
             if returns and returns[0][0] < self.next_arrival_us:
                 start = returns[0][0]
-                if start >= t1:
-                    break
+                if start >= until:
+                    return
                 visitor = heapq.heappop(returns)[2]
             else:
                 start = self.next_arrival_us
-                if start >= t1:
-                    break
+                if start >= until:
+                    return
                 self.next_arrival_us += self._exp_us()
+                # Thinning: arrivals are drawn at the full session rate; the returning visitors
+                # already simulated take their share, new visitors the rest.
+                elapsed = (start - self.start_us) / _US
+                if elapsed > 0 and rnd() < _RETURN_RATIO * _returned_share(elapsed):
+                    continue
+                visitor = None
+            steps = self._plan(start)
+            if start < self.start_us:  # warm-up: only what happens from the start on is sent
+                if steps[-1][0] < self.start_us:
+                    continue
+                steps = [step for step in steps if step[0] >= self.start_us]
+            if visitor is None:
                 visitor = self._new_visitor()
-            end, logged_in = self._session(max(start, t0), visitor)
-            if self.rng.random() < _RETURN_RATIO:
+            end, logged_in = self._session(steps, visitor)
+            if rnd() < _RETURN_RATIO:
                 if logged_in and not visitor.logged_in:
                     visitor = replace(visitor, logged_in=True)  # the login is remembered
-                gap = self.return_gap[int(self.rng.random() * _TABLE)]
+                gap = self.return_gap[int(rnd() * _TABLE)]
                 self.return_seq += 1
                 heapq.heappush(returns, (end + gap, self.return_seq, visitor))
+
+    def _window(self, t0: int, t1: int) -> list[tuple[int, str, int]]:
+        """The items to deliver in [t0, t1), sorted: complete once every session starting
+        before t1 is walked, since a session never has an event before its start."""
+        self._simulate(t1)
         items = self.buckets.pop(t0 // self.window_us, [])
         items.sort()
         return items
@@ -697,11 +739,10 @@ class _Generator:
         first = f',"utm_source":"{source}","utm_medium":"{medium}","utm_campaign":{c}'
         return first, first if rnd() < _UTM_ON_EVERY_EVENT else "", True
 
-    def _session(self, start: int, v: _Visitor) -> tuple[int, bool]:
+    def _session(self, steps: list[tuple[int, int, str, str]], v: _Visitor) -> tuple[int, bool]:
         """Render one session into the window buckets; return (last event time, logged in).
 
         The hot loop of the producer: locals only, one f-string per event."""
-        steps = self._plan(start)
         platform, rest, anon = self._context(v)
         base = _BASE_URL[platform]
         utm, utm_rest, campaign = self._utm()
@@ -755,7 +796,7 @@ class _Generator:
                     f'"event_timestamp":{ts_txt},{ctx}{utm}{frag},'
                     f'"page_url":{url},"referrer":{ref}}}')
             if mask > _M_CASE | _M_EPOCH:
-                self._rare_line(mask, t, ts, line)
+                self._rare_line(mask, t, ts, line, ts_txt)
             else:
                 if t // window != key:
                     key = t // window
@@ -794,40 +835,42 @@ class _Generator:
         bucket = self.buckets.setdefault(key // self.window_us, [])
         bucket.append((key, line, mask))
 
-    def _rare_line(self, mask: int, t: int, ts: int, line: str) -> None:
+    def _rare_line(self, mask: int, t: int, ts: int, line: str, ts_txt: str) -> None:
         if mask & _M_LATE:
             self._put(t, line, mask)
             return
         if mask & _M_DUP:
             # The original goes out at its time; the copy after a client retry delay.
             self._put(t, line, mask & ~_M_DUP)
-            retry = t + int(self.rng.expovariate(1 / 5.0) * _US) + 1
-            self._put(retry, self._duplicate(line, ts), mask)
+            retry = t + int(self.rng.expovariate(1 / _RETRY_MEAN_SECONDS) * _US) + 1
+            self._put(retry, *self._duplicate(line, ts, ts_txt, mask))
             return
         reason = _REASONS[(mask >> _M_REASON_SHIFT) - 1]
         self._put(t, _malformed(reason, line, ts, self.rng, self.config.max_message_bytes),
                   mask & ~(_M_EPOCH | _M_CASE))
 
-    def _duplicate(self, line: str, ts: int) -> str:
-        """A re-delivery: usually byte-identical; sometimes the SDK re-serialised it."""
+    def _duplicate(self, line: str, ts: int, ts_txt: str, mask: int) -> tuple[str, int]:
+        """A re-delivery: usually byte-identical; sometimes the SDK re-serialised it (same
+        ``event_id``, other payload). Returns the line and its mask."""
         u = self.rng.random()
         if u < 0.7:
-            return line
-        obj = json.loads(line)
+            return line, mask
+        stamp = f'"event_timestamp":{ts_txt},'
         if u < 0.8:  # same instant, other encoding
-            stamp = obj["event_timestamp"]
-            obj["event_timestamp"] = ts / _US if isinstance(stamp, str) else _iso(ts)
-        elif u < 0.9:  # re-stamped on retry, a little later
-            obj["event_timestamp"] = _iso(ts + self.rng.randrange(1000, 3_000_000))
-        else:  # the retry says so
-            obj["retry_count"] = 1
-        return _DUMPS(obj)
+            if mask & _M_EPOCH:
+                return line.replace(stamp, f'"event_timestamp":"{_iso(ts)}",', 1), mask & ~_M_EPOCH
+            return line.replace(stamp, f'"event_timestamp":{ts / _US!r},', 1), mask | _M_EPOCH
+        if u < 0.9:  # re-stamped on retry, a little later
+            later = _iso(ts + self.rng.randrange(1000, 3_000_000))
+            return line.replace(stamp, f'"event_timestamp":"{later}",', 1), mask & ~_M_EPOCH
+        return line[:-1] + ',"retry_count":1}', mask  # the retry says so
 
     # ---- the stream ------------------------------------------------------------------------
 
     def windows(self) -> Iterator[_Piece]:
         """This shard's windows of event time, forever, each sorted by delivery time."""
         t0 = self.start_us - self.start_us % self.window_us
+        self._simulate(t0)
         lines, masks = operator.itemgetter(1), operator.itemgetter(2)
         while True:
             t1 = t0 + self.window_us
