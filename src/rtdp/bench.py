@@ -338,14 +338,15 @@ def bench_dbt(cfg: BenchConfig, work: Path, result: BenchResult, say: Progress) 
                 _write_events(source, size, cfg.seed, clean=False, start=start)
                 _land(settings, source, converter)
                 say(f"dbt: full refresh on {size:,} events")
-                full_s, _ = _timed(lambda s=settings: run_transform(s, full_refresh=True))
+                full_s, _ = _timed(
+                    lambda s=settings: run_transform(s, full_refresh=True, unit_tests=False))
                 extra = max(1, int(size * cfg.incremental_fraction))
                 # New traffic continues after the first batch, with late events among it.
                 _write_events(source, extra, cfg.seed + 1, clean=False,
                               start=start + timedelta(days=1), late_ratio=0.05)
                 _land(settings, source, converter)
                 say(f"dbt: incremental run adding {extra:,} events")
-                incremental_s, _ = _timed(lambda s=settings: run_transform(s))
+                incremental_s, _ = _timed(lambda s=settings: run_transform(s, unit_tests=False))
                 source.unlink()
             runs.append({"events": size, "full_s": round(full_s, 2),
                          "incremental_s": round(incremental_s, 2),

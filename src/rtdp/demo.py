@@ -2,8 +2,11 @@
 
 Producer, converter and loader run as separate ``rtdp`` processes, concurrently, on the
 embedded queue, lake and warehouse; dbt transforms incrementally every few seconds while data
-flows. When the producer is done, the converter is stopped with SIGTERM (it flushes), the
-loader drains, one last transform runs, and the summary is read from the warehouse.
+flows. The producer first sends a backfill (the last hours of traffic, as fast as it can, so
+sessions have their real length), then real-time traffic at ``rate`` for ``seconds``. When it
+is done, the converter is stopped with SIGTERM (it flushes), the loader drains, one last
+transform runs, and the summary is read from the warehouse. Freshness is measured on the
+real-time events only: a backfilled event is old by construction.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final
 
@@ -33,6 +37,7 @@ _STOP_TIMEOUT_SECONDS: Final = 120
 class DemoConfig:
     seconds: float = 20.0
     rate: int = 5000
+    backfill_events: int = 50_000
     seed: int = 42
     transform_every_seconds: float = 10.0
     reset: bool = False
@@ -87,33 +92,46 @@ def run_demo(settings: Settings, config: DemoConfig,
     started = time.monotonic()
     workers: list[_Worker] = []
     transforms = 0
-    try:
-        producer = _Worker("produce", ["produce", "--rate", str(config.rate), "--duration",
-                                       str(config.seconds), "--seed", str(config.seed)], env)
-        converter = _Worker("convert", ["convert", "--follow"], env)
-        loader = _Worker("load", ["load", "--follow", "--poll-seconds", "0.5"], env)
-        workers = [producer, converter, loader]
-        next_transform = time.monotonic() + config.transform_every_seconds
+    produced: dict[str, Any] = {}
+    next_transform = time.monotonic() + config.transform_every_seconds
+
+    def run_producer(args: list[str]) -> dict[str, Any]:
+        nonlocal transforms, next_transform
+        producer = _Worker("produce", ["produce", *args], env)
+        workers.append(producer)
         while producer.proc.poll() is None:
             time.sleep(0.5)
             if on_progress:
                 on_progress(collect_quick(settings))
             if time.monotonic() >= next_transform:
-                run_transform(settings)  # incremental, while data keeps flowing
+                run_transform(settings, unit_tests=False)  # incremental, as data flows
                 transforms += 1
                 next_transform = time.monotonic() + config.transform_every_seconds
-        produced = producer.finish(terminate=False)
+        return producer.finish(terminate=False)
+
+    try:
+        converter = _Worker("convert", ["convert", "--follow"], env)
+        loader = _Worker("load", ["load", "--follow", "--poll-seconds", "0.5"], env)
+        workers += [converter, loader]
+        if config.backfill_events:
+            produced["backfill"] = run_producer(
+                ["--events", str(config.backfill_events), "--seed", str(config.seed)])
+        realtime_from = datetime.now(UTC)
+        produced["realtime"] = run_producer(
+            ["--rate", str(config.rate), "--duration", str(config.seconds),
+             "--seed", str(config.seed + 1)])
         converted = converter.finish(terminate=True)
         loaded = loader.finish(terminate=True)
         final_load = _Worker("load", ["load", "--once"], env).finish(terminate=False)
-        transform = run_transform(settings)
+        transform = run_transform(settings, unit_tests=False)
         transforms += 1
     finally:
         for worker in workers:
             worker.kill()
-    summary = summarize(settings)
+    summary = summarize(settings, realtime_from)
     summary["pipeline"] = {
-        "events_produced": produced.get("events"),
+        "events_produced": sum(int(p.get("events", 0)) for p in produced.values()),
+        "backfill_events": int(produced.get("backfill", {}).get("events", 0)),
         "lines_converted": converted.get("lines"),
         "files_loaded": int(loaded.get("files", 0)) + int(final_load.get("files", 0)),
         "transform_runs": transforms,
@@ -140,8 +158,10 @@ def collect_quick(settings: Settings) -> dict[str, Any]:
     }
 
 
-def summarize(settings: Settings) -> dict[str, Any]:
-    """Sessions, rates, revenue, events, duplicates, rejections and freshness."""
+def summarize(settings: Settings, realtime_from: datetime | None = None) -> dict[str, Any]:
+    """Sessions, rates, revenue, events, duplicates, rejections and freshness (event time →
+    loaded, over events stamped at or after ``realtime_from``)."""
+    since = (realtime_from or datetime(2000, 1, 1, tzinfo=UTC)).astimezone(UTC)
     status = collect(settings)
     with warehouse.connect(settings.warehouse_path) as con:
         sessions, bounce, conversion, revenue = warehouse.one(
@@ -154,7 +174,8 @@ def summarize(settings: Settings) -> dict[str, Any]:
             con,
             "select quantile_cont(s, 0.5), quantile_cont(s, 0.99) from ("
             " select epoch(loaded_at - event_timestamp) as s"
-            f" from {warehouse.RAW_EVENTS})",
+            f" from {warehouse.RAW_EVENTS} where event_timestamp >= ?)",
+            [since.replace(tzinfo=None)],
         )
     accounting = status["accounting"]
     return {

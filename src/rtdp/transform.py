@@ -90,7 +90,8 @@ def _dbt_executable() -> list[str]:
 
 
 def dbt_command(
-    settings: Settings, *, full_refresh: bool = False, select: Sequence[str] = ()
+    settings: Settings, *, full_refresh: bool = False, select: Sequence[str] = (),
+    unit_tests: bool = True,
 ) -> tuple[list[str], dict[str, str], Path]:
     """The ``dbt build`` command line, its environment and its target directory."""
     project = dbt_project_dir()
@@ -108,6 +109,10 @@ def dbt_command(
         command.append("--full-refresh")
     for selector in select:
         command += ["--select", selector]
+    if not unit_tests:
+        # Unit tests check the models' logic, not the data: CI and development run them,
+        # a scheduled production build need not (dbt's own advice).
+        command += ["--exclude-resource-type", "unit_test"]
     env = {
         **os.environ,
         "RTDP_HOME": str(home),
@@ -154,12 +159,14 @@ def _summarize(run_results: dict[str, Any], seconds: float, full_refresh: bool) 
 
 
 def build(
-    settings: Settings, *, full_refresh: bool = False, select: Sequence[str] = ()
+    settings: Settings, *, full_refresh: bool = False, select: Sequence[str] = (),
+    unit_tests: bool = True,
 ) -> TransformResult:
     """Run ``dbt build`` on the warehouse and count what it did; failed nodes are listed in
     the result, not raised (see :func:`run_transform`). Raises :class:`TransformError` only
     when dbt could not run at all (no run_results.json: bad project, profile or selector)."""
-    command, env, target_path = dbt_command(settings, full_refresh=full_refresh, select=select)
+    command, env, target_path = dbt_command(settings, full_refresh=full_refresh, select=select,
+                                            unit_tests=unit_tests)
     # The raw tables must exist before dbt reads them as sources. connect() runs the DDL and
     # takes the lock itself, so it comes before (not inside) the lock held for dbt.
     with warehouse.connect(settings.warehouse_path):
@@ -187,10 +194,11 @@ def raise_for_failures(result: TransformResult) -> None:
 
 
 def run_transform(
-    settings: Settings, *, full_refresh: bool = False, select: Sequence[str] = ()
+    settings: Settings, *, full_refresh: bool = False, select: Sequence[str] = (),
+    unit_tests: bool = True,
 ) -> TransformResult:
     """Run ``dbt build`` on the warehouse; raise :class:`TransformError` naming the failed
     nodes if any model, seed or test failed."""
-    result = build(settings, full_refresh=full_refresh, select=select)
+    result = build(settings, full_refresh=full_refresh, select=select, unit_tests=unit_tests)
     raise_for_failures(result)
     return result

@@ -16,6 +16,9 @@ def demo(
         float, typer.Option("--seconds", min=1, help="How long the producer runs.")
     ] = 20.0,
     rate: Annotated[int, typer.Option("--rate", min=1, help="Events per second.")] = 5000,
+    backfill: Annotated[
+        int, typer.Option("--backfill", min=0, help="Events of recent history sent first.")
+    ] = 50_000,
     seed: Annotated[int, typer.Option("--seed", help="Producer seed (deterministic).")] = 42,
     transform_every: Annotated[
         float, typer.Option("--transform-every", min=1, help="Seconds between dbt runs.")
@@ -29,7 +32,7 @@ def demo(
     """The whole platform on this machine: producer, converter and loader run concurrently
     while dbt transforms incrementally; then sessions, rates, revenue and freshness."""
     settings = settings_for(home)
-    config = DemoConfig(seconds=seconds, rate=rate, seed=seed,
+    config = DemoConfig(seconds=seconds, rate=rate, seed=seed, backfill_events=backfill,
                         transform_every_seconds=transform_every, reset=reset)
     with live_line("demo", live_progress_enabled(json_)) as line:
 

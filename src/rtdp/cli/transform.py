@@ -19,12 +19,18 @@ def transform(
         list[str] | None,
         typer.Option("--select", "-s", help="dbt node selection, passed through (repeatable)."),
     ] = None,
+    unit_tests: Annotated[
+        bool,
+        typer.Option("--unit-tests/--no-unit-tests",
+                     help="Run dbt's unit tests too (model logic; skip in scheduled builds)."),
+    ] = True,
     home: HomeOption = None,
     json_: JsonOption = False,
 ) -> None:
     """Seed, build and test the dbt models on the warehouse; tests gate publication."""
     settings = settings_for(home)
-    result = build(settings, full_refresh=full_refresh, select=select or ())
+    result = build(settings, full_refresh=full_refresh, select=select or (),
+                   unit_tests=unit_tests)
     summary = result.as_dict()
     summary["warehouse"] = str(settings.warehouse_path.resolve())
     emit(summary, json_, "transform")
