@@ -31,3 +31,7 @@ class WarehouseError(RtdpError):
 
 class TransformError(RtdpError):
     """dbt failed: a model or a test."""
+
+
+class SnowflakeError(RtdpError):
+    """Snowflake refused a connection or a statement of ``rtdp snowflake init``."""
