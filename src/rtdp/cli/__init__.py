@@ -18,7 +18,8 @@ app = typer.Typer(
 
 
 # In the order `rtdp --help` lists them.
-_COMMANDS = ("demo", "produce", "ingest", "convert", "load", "transform", "status", "dlq", "bench")
+_COMMANDS = ("demo", "produce", "ingest", "convert", "load", "transform", "status", "dlq", "bench",
+             "snowflake")
 
 
 def _register() -> None:
