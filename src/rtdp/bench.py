@@ -18,6 +18,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
@@ -300,6 +301,7 @@ def _land(settings: Settings, source: Path, converter: BatchConverter) -> None:
     """NDJSON → lake → raw tables, straight through the converter and loader (no queue)."""
     lake = lake_for(settings)
     namer = FileNamer()
+    run_id = uuid.uuid4().hex[:8]  # (message_id, line_number) must name each line once
     batch: list[Message] = []
     size = 0
     number = 0
@@ -315,13 +317,13 @@ def _land(settings: Settings, source: Path, converter: BatchConverter) -> None:
         lines.append(line)
         if len(lines) == 2_000:
             number += 1
-            batch.append(Message(f"bench-{number}", "", b"\n".join(lines), 1, 0.0))
+            batch.append(Message(f"bench-{run_id}-{number}", "", b"\n".join(lines), 1, 0.0))
             size += sum(map(len, lines))
             lines = []
             if size >= 32 * 1024 * 1024:
                 flush()
     if lines:
-        batch.append(Message(f"bench-{number + 1}", "", b"\n".join(lines), 1, 0.0))
+        batch.append(Message(f"bench-{run_id}-{number + 1}", "", b"\n".join(lines), 1, 0.0))
     flush()
     Loader(lake, settings).load_once()
 
