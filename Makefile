@@ -7,13 +7,13 @@ STAMP := $(VENV)/.installed
 SNOWFLAKE_STAMP := .venv-snowflake/.installed
 export RTDP_HOME ?= $(CURDIR)/.rtdp
 
-.PHONY: setup demo test lint bench clean
+.PHONY: setup demo test lint bench clean emulators
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON) (Python 3.11+)"; exit 1; }
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dbt,dev]'
+	$(BIN)/pip install --quiet -e '.[dbt,dev,cloud-test]'
 	touch $(STAMP)
 
 $(SNOWFLAKE_STAMP): requirements/snowflake.txt
@@ -27,7 +27,10 @@ setup: $(STAMP) $(SNOWFLAKE_STAMP)  ## create .venv (rtdp, dbt, test tools) and 
 demo: $(STAMP)  ## the whole platform on this machine, then a summary
 	$(BIN)/rtdp demo --reset
 
-test: $(STAMP) $(SNOWFLAKE_STAMP)  ## every test
+emulators:  ## ElasticMQ and MinIO for tests/cloud, cached in ~/.cache/rtdp (first time: minutes)
+	tests/cloud/emulators/install.sh
+
+test: $(STAMP) $(SNOWFLAKE_STAMP) emulators  ## every test
 	$(BIN)/python -m pytest -q
 
 lint: $(STAMP)
