@@ -24,9 +24,9 @@ import functools
 import heapq
 import json
 import math
-import operator
 import os
 import pickle
+import queue as queue_module
 import random
 import secrets
 import signal
@@ -532,6 +532,12 @@ def resolve_seed(config: ProducerConfig) -> int:
     return config.seed if config.seed is not None else secrets.randbits(48)
 
 
+# A scheduled event: (time µs, kind, context, utm, product fragment, page_url, referrer),
+# the last five as JSON text; or a copy to re-deliver: (time µs, _RENDERED, line, mask, …).
+_Item = tuple[int, int, str, str, str, str, str]
+_RENDERED: Final = 9
+
+
 @dataclass(frozen=True)
 class _Visitor:
     vseed: int  # 128 random bits: device id, platform, agent and address derive from it
@@ -591,7 +597,7 @@ class _Generator:
         self.next_arrival_us = self.origin_us + self._exp_us()
         self.returns: list[tuple[int, int, _Visitor]] = []  # heap (start, tiebreak, visitor)
         self.return_seq = 0
-        self.buckets: dict[int, list[tuple[int, str, int]]] = {}
+        self.buckets: dict[int, list[_Item]] = {}
         c = config
         self.epoch_r, self.case_r = c.epoch_ratio, c.case_ratio
         self.dup_r = c.duplicate_ratio
@@ -655,7 +661,7 @@ class _Generator:
                 self.return_seq += 1
                 heapq.heappush(returns, (end + gap, self.return_seq, visitor))
 
-    def _window(self, t0: int, t1: int) -> list[tuple[int, str, int]]:
+    def _window(self, t0: int, t1: int) -> list[_Item]:
         """The items to deliver in [t0, t1), sorted: complete once every session starting
         before t1 is walked, since a session never has an event before its start."""
         self._simulate(t1)
@@ -740,9 +746,10 @@ class _Generator:
         return first, first if rnd() < _UTM_ON_EVERY_EVENT else "", True
 
     def _session(self, steps: list[tuple[int, int, str, str]], v: _Visitor) -> tuple[int, bool]:
-        """Render one session into the window buckets; return (last event time, logged in).
-
-        The hot loop of the producer: locals only, one f-string per event."""
+        """Schedule one session's events into the window buckets, unrendered: a line is
+        rendered when its window is delivered, so it is built, joined and sent while hot in
+        the cache instead of waiting minutes of event time as a string. Returns (last event
+        time, logged in)."""
         platform, rest, anon = self._context(v)
         base = _BASE_URL[platform]
         utm, utm_rest, campaign = self._utm()
@@ -755,19 +762,48 @@ class _Generator:
         ref = "null" if landing is None else f'"{landing}"'
         logged_in = v.logged_in
         can_login = v.user_id is not None and not logged_in
-        rnd, bits = self.rng.random, self.rng.getrandbits
-        iso = self.iso_cache
-        if len(iso) > 200_000:
-            iso.clear()
-        epoch_r, case_r, rare_r = self.epoch_r, self.case_r, self.rare_r
-        case_variants, window, types, us = self.case_variants, self.window_us, _KIND_TYPE, _US
-        d3 = _DIGITS3
+        rnd, window, buckets = self.rng.random, self.window_us, self.buckets
         ctx = ctx_in if logged_in else ctx_out
         key = -1
-        bucket: list[tuple[int, str, int]] = []
+        bucket: list[_Item] = []
         for t, kind, frag, path in steps:
             if can_login and (kind == 4 or rnd() < _LOGIN_PER_STEP):  # 4: checkout
                 can_login, logged_in, ctx = False, True, ctx_in  # logged in for good
+            url = f'"{base}{path}"'
+            if t // window != key:
+                key = t // window
+                bucket = buckets.setdefault(key, [])
+            bucket.append((t, kind, ctx, utm, frag, url, ref))
+            ref = url
+            utm = utm_rest
+        return steps[-1][0], logged_in
+
+    def _render(self, items: list[_Item], t1: int) -> tuple[list[str], bytearray]:
+        """One window's lines, in delivery order, and one mask byte per line.
+
+        The hot loop of the producer: locals only, one f-string per event."""
+        lines: list[str] = []
+        masks = bytearray()
+        line_out, mask_out = lines.append, masks.append
+        rnd = self.rng.random
+        # Event ids: 128 random bits each, drawn for the whole window at once.
+        ids = self.rng.getrandbits(128 * len(items) or 1).to_bytes(16 * len(items) or 16).hex()
+        at = 0
+        iso = self.iso_cache
+        if len(iso) > 100_000:
+            iso.clear()
+        epoch_r, case_r, rare_r = self.epoch_r, self.case_r, self.rare_r
+        case_variants, types, us, d3 = self.case_variants, _KIND_TYPE, _US, _DIGITS3
+        copies: list[tuple[int, str, int]] = []  # heap: re-deliveries due in this window
+        for t, kind, ctx, utm, frag, url, ref in items:
+            while copies and copies[0][0] <= t:
+                _, copy, copy_mask = heapq.heappop(copies)
+                line_out(copy)
+                mask_out(copy_mask)
+            if kind == _RENDERED:  # a re-delivered copy: (t, _RENDERED, line, mask, ...)
+                line_out(ctx)
+                mask_out(utm)  # type: ignore[arg-type]
+                continue
             mask = 0
             u = rnd()
             if u < rare_r:
@@ -791,20 +827,18 @@ class _Generator:
                 mask |= _M_CASE
             else:
                 et = types[kind]
-            url = f'"{base}{path}"'
-            line = (f'{{"event_id":"{bits(128).to_bytes(16).hex()}","event_type":"{et}",'
+            line = (f'{{"event_id":"{ids[at:at + 32]}","event_type":"{et}",'
                     f'"event_timestamp":{ts_txt},{ctx}{utm}{frag},'
                     f'"page_url":{url},"referrer":{ref}}}')
+            at += 32
             if mask > _M_CASE | _M_EPOCH:
-                self._rare_line(mask, t, ts, line, ts_txt)
-            else:
-                if t // window != key:
-                    key = t // window
-                    bucket = self.buckets.setdefault(key, [])
-                bucket.append((t, line, mask))
-            ref = url
-            utm = utm_rest
-        return steps[-1][0], logged_in
+                line, mask = self._rare_line(mask, t, ts, line, ts_txt, t1, copies)
+            line_out(line)
+            mask_out(mask)
+        for _, copy, copy_mask in sorted(copies):
+            line_out(copy)
+            mask_out(copy_mask)
+        return lines, masks
 
     # ---- rare paths ------------------------------------------------------------------------
 
@@ -831,23 +865,25 @@ class _Generator:
             return f"{ts // _US}.{ts % _US:06d}"
         return str(ts // 1000)
 
-    def _put(self, key: int, line: str, mask: int) -> None:
-        bucket = self.buckets.setdefault(key // self.window_us, [])
-        bucket.append((key, line, mask))
-
-    def _rare_line(self, mask: int, t: int, ts: int, line: str, ts_txt: str) -> None:
+    def _rare_line(self, mask: int, t: int, ts: int, line: str, ts_txt: str, t1: int,
+                   copies: list[tuple[int, str, int]]) -> tuple[str, int]:
+        """(line, mask) to deliver now for an event with a rare defect."""
         if mask & _M_LATE:
-            self._put(t, line, mask)
-            return
+            return line, mask
         if mask & _M_DUP:
-            # The original goes out at its time; the copy after a client retry delay.
-            self._put(t, line, mask & ~_M_DUP)
+            # The original goes out now; the copy after a client retry delay: later in this
+            # window (``copies``) or in a later one.
             retry = t + int(self.rng.expovariate(1 / _RETRY_MEAN_SECONDS) * _US) + 1
-            self._put(retry, *self._duplicate(line, ts, ts_txt, mask))
-            return
+            copy, copy_mask = self._duplicate(line, ts, ts_txt, mask)
+            if retry < t1:
+                heapq.heappush(copies, (retry, copy, copy_mask))
+            else:
+                self.buckets.setdefault(retry // self.window_us, []).append(
+                    (retry, _RENDERED, copy, copy_mask, "", "", ""))  # type: ignore[arg-type]
+            return line, mask & ~_M_DUP
         reason = _REASONS[(mask >> _M_REASON_SHIFT) - 1]
-        self._put(t, _malformed(reason, line, ts, self.rng, self.config.max_message_bytes),
-                  mask & ~(_M_EPOCH | _M_CASE))
+        return (_malformed(reason, line, ts, self.rng, self.config.max_message_bytes),
+                mask & ~(_M_EPOCH | _M_CASE))
 
     def _duplicate(self, line: str, ts: int, ts_txt: str, mask: int) -> tuple[str, int]:
         """A re-delivery: usually byte-identical; sometimes the SDK re-serialised it (same
@@ -871,12 +907,10 @@ class _Generator:
         """This shard's windows of event time, forever, each sorted by delivery time."""
         t0 = self.start_us - self.start_us % self.window_us
         self._simulate(t0)
-        lines, masks = operator.itemgetter(1), operator.itemgetter(2)
         while True:
             t1 = t0 + self.window_us
-            items = self._window(t0, t1)
-            text = "\n".join(map(lines, items)).encode("ascii")
-            yield _Piece(text, bytes(map(masks, items)), t1)
+            lines, masks = self._render(self._window(t0, t1), t1)
+            yield _Piece("\n".join(lines).encode("ascii"), bytes(masks), t1)
             t0 = t1
 
 
@@ -1068,6 +1102,7 @@ def _pieces(config: ProducerConfig, seed: int, start_us: int) -> Iterator[_Piece
 
 
 _FRAME: Final = struct.Struct("<qII")  # window end µs, blob bytes, mask bytes
+_PREFETCH_PIECES: Final = 8  # per run, ~2 MB each at the default rate
 
 
 def _worker_main() -> None:
@@ -1093,8 +1128,10 @@ def _worker_main() -> None:
 class _ParallelPieces:
     """The canonical stream from ``_SHARDS`` child processes, read in the canonical order.
 
-    Each shard costs a core; reading shard by shard, window by window, keeps the stream
-    byte-identical to :func:`_pieces`, and the pipes' buffers bound memory."""
+    Reading shard by shard, window by window, keeps the stream byte-identical to
+    :func:`_pieces`. A reader thread drains the pipes into a bounded buffer, so the children
+    keep generating while the caller waits on the queue's disk writes (the GIL is released
+    during both), and memory stays bounded."""
 
     def __init__(self, config: ProducerConfig, seed: int, start_us: int) -> None:
         load_catalog(config.seeds_dir)  # fail here, clearly, rather than in a child
@@ -1108,28 +1145,55 @@ class _ParallelPieces:
             proc.stdin.write(pickle.dumps((config, seed, start_us, shard)))
             proc.stdin.close()
             self.procs.append(proc)
+        self.buffer: queue_module.Queue[_Piece | BaseException] = queue_module.Queue(
+            _PREFETCH_PIECES)
+        self.closing = threading.Event()
+        self.reader = threading.Thread(target=self._read, name="rtdp-produce-reader",
+                                       daemon=True)
+        self.reader.start()
+
+    def _read(self) -> None:
+        try:
+            while not self.closing.is_set():
+                for shard, proc in enumerate(self.procs):
+                    assert proc.stdout is not None
+                    read = proc.stdout.read
+                    header = read(_FRAME.size)
+                    if len(header) < _FRAME.size:
+                        raise RtdpError(f"producer shard {shard} exited with {proc.wait()}")
+                    end_us, blob_len, masks_len = _FRAME.unpack(header)
+                    self._put(_Piece(read(blob_len), read(masks_len), end_us))
+        except BaseException as exc:  # handed to the consumer, raised there
+            self._put(exc)
+
+    def _put(self, item: _Piece | BaseException) -> None:
+        while not self.closing.is_set():
+            try:
+                self.buffer.put(item, timeout=0.1)
+                return
+            except queue_module.Full:
+                continue
 
     def __iter__(self) -> Iterator[_Piece]:
         while True:
-            for shard, proc in enumerate(self.procs):
-                assert proc.stdout is not None
-                read = proc.stdout.read
-                header = read(_FRAME.size)
-                if len(header) < _FRAME.size:
-                    raise RtdpError(f"producer shard {shard} exited with {proc.wait()}")
-                end_us, blob_len, masks_len = _FRAME.unpack(header)
-                yield _Piece(read(blob_len), read(masks_len), end_us)
+            item = self.buffer.get()
+            if isinstance(item, BaseException):
+                raise item
+            yield item
 
     def close(self) -> None:
+        self.closing.set()
         for proc in self.procs:
-            assert proc.stdout is not None
-            proc.stdout.close()  # the child's next write fails: it exits
+            proc.terminate()  # our own children, whose output is no longer wanted
+        self.reader.join(timeout=10)
         for proc in self.procs:
             try:
                 proc.wait(timeout=10)
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
+            assert proc.stdout is not None
+            proc.stdout.close()
 
 
 def generate_chunks(config: ProducerConfig, *, seed: int | None = None,
