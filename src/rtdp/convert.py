@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import json
 import logging
+import tempfile
 import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, Final
 
 import duckdb
@@ -268,6 +270,9 @@ class BatchConverter:
         self._con = duckdb.connect(":memory:")
         self._con.execute(f"set threads = {threads}")
         self._con.execute(f"set memory_limit = '{memory_limit}'")
+        # Spill under the system temp dir, never the working directory (read-only on Lambda).
+        spill = Path(tempfile.gettempdir()) / "rtdp-duckdb"
+        self._con.execute(f"set temp_directory = '{spill}'")
         self._con.execute("set TimeZone = 'UTC'")
 
     def convert(self, messages: Sequence[Message], now: datetime | None = None) -> BatchResult:
