@@ -56,7 +56,8 @@ _ISO_PATTERN: Final = (
 _WS: Final = "' ' || chr(9) || chr(10) || chr(11) || chr(12) || chr(13)"
 # DuckDB's JSON reader is lenient where RFC 8259 is not: trailing commas and NaN/Infinity
 # parse. Lines that may hold either are few; they are checked again by Python's strict parser.
-# (The NaN/Infinity pattern is slow on every line, so a case-blind substring test goes first.)
+# Searched per message body first (one regex pass over the bytes); only the lines of the rare
+# bodies that match are searched one by one.
 _TRAILING_COMMA: Final = r",\s*[\]}]"
 _NAN_OR_INF: Final = r"[:\[,]\s*[-+]?(?i:nan|inf)"
 _TIMESTAMP_SQL: Final = "make_timestamp(ts_us::bigint)"
@@ -89,7 +90,27 @@ def _type_expression(name: str) -> str:
             f" when ascii({_col(name)}) = 34 then 'VARCHAR' else 'OTHER' end")
 
 
-def _build_query() -> str:
+_LINES_SQL: Final = """
+select message_id, line_number, raw, invalid_utf8, coalesce(size, strlen(raw)) as size
+from (
+    select
+        message_id,
+        unnest(range(1, len(parts) + 1))::integer as line_number,
+        unnest(parts) as raw,
+        false as invalid_utf8,
+        null::bigint as size
+    from (select message_id, string_split(body, chr(10)) as parts from bodies)
+    union all
+    select message_id, line_number, raw, invalid_utf8, size from extra_lines
+)
+-- blank lines are not events (spec §1); trim only lines that start with white space
+where case when raw = '' then false
+           when left(raw, 1) not in (' ', chr(9), chr(13)) then true
+           else trim(raw, ' ' || chr(9) || chr(13)) <> '' end
+"""
+
+
+def _build_query(*, suspects: bool) -> str:
     """The whole validation and normalization, as one DuckDB query over ``lines``.
 
     Built from the field lists so that the rules and the schema cannot drift apart.
@@ -134,7 +155,6 @@ def _build_query() -> str:
         case
             when reason = '{RejectReason.OVERSIZE}' then size || ' bytes'
             when invalid_utf8 then 'invalid UTF-8'
-            when not_strict then 'not strict JSON (trailing comma, NaN or Infinity)'
             when reason in ('{RejectReason.BAD_TIMESTAMP}',
                             '{RejectReason.TIMESTAMP_OUT_OF_RANGE}')
                 then 'event_timestamp=' || left(coalesce({_col("event_timestamp")}::varchar,
@@ -164,19 +184,25 @@ def _build_query() -> str:
                 then round(try_cast({_text("event_timestamp")} as double) * 1000000) end
         end"""
     typed_columns = ",\n            ".join(f"{_type_expression(n)} as t_{n}" for n in _FIELDS)
+    suspect = (
+        "(not not_json and not oversize"
+        " and message_id in (select message_id from suspect_bodies)"
+        f" and regexp_matches(raw, '{_TRAILING_COMMA}|{_NAN_OR_INF}'))"
+        if suspects else "false"
+    )
     ids = {"anonymous_id", "user_id", "product_id"}
     string_columns = ",\n            ".join(
         f"nullif({_text(n)}, '') as {n}" if n in ids else f"{_text(n)} as {n}"
         for n in STRING_FIELDS
     )
     return f"""
-    with parsed as (
+    with lines as ({_LINES_SQL}),
+    parsed as (
         select
             message_id,
             line_number,
             raw,
             invalid_utf8,
-            not_strict,
             size,
             size > {MAX_LINE_BYTES} as oversize,
             -- every field we need as JSON text (NULL when absent); NULL if not valid JSON
@@ -200,7 +226,7 @@ def _build_query() -> str:
     ),
     judged as (
         select *,
-            invalid_utf8 or not_strict
+            invalid_utf8
                 -- json_transform gives NULL for the JSON text `null` too; that one is valid
                 or (v is null and not coalesce(try(json_valid(raw)), false)) as not_json
         from fields
@@ -217,33 +243,21 @@ def _build_query() -> str:
         case when reason is null then lower(trim({_text("event_type")}, {_WS})) end as event_type,
         case when reason is null then {_TIMESTAMP_SQL} end as event_timestamp,
         case when reason is null then try_cast({_text("quantity")} as bigint) end as quantity,
-        {string_columns}
+        {string_columns},
+        -- parsed, but maybe only by a lenient parser: checked again in Python
+        {suspect} as suspect
     from classified
     """
 
 
-_CLASSIFY_SQL: Final = _build_query()
-
-_SPLIT_SQL: Final = """
-create or replace temp table lines as
-select message_id, line_number, raw, invalid_utf8, false as not_strict,
-       coalesce(size, strlen(raw)) as size
-from (
-    select
-        message_id,
-        unnest(range(1, len(parts) + 1))::integer as line_number,
-        unnest(parts) as raw,
-        false as invalid_utf8,
-        null::bigint as size
-    from (select message_id, string_split(body, chr(10)) as parts from bodies)
-    union all
-    select message_id, line_number, raw, invalid_utf8, size from extra_lines
+_CLASSIFY_SQL: Final = _build_query(suspects=False)
+_CLASSIFY_SUSPECTS_SQL: Final = _build_query(suspects=True)
+_SUSPECT_BODIES_SQL: Final = (
+    "select message_id from bodies"
+    f" where regexp_matches(body, '{_TRAILING_COMMA}|{_NAN_OR_INF}')"
 )
--- blank lines are not events (spec §1); trim only lines that start with white space
-where case when raw = '' then false
-           when left(raw, 1) not in (' ', chr(9), chr(13)) then true
-           else trim(raw, ' ' || chr(9) || chr(13)) <> '' end
-"""
+
+
 
 @dataclass
 class BatchResult:
@@ -283,55 +297,53 @@ class BatchConverter:
         con.register("bodies", bodies)
         con.register("extra_lines", extra)
         try:
-            con.execute(_SPLIT_SQL)
-            _mark_lenient_json(con)
             max_us = int(now.timestamp() * 1_000_000) + MAX_FUTURE_SECONDS * 1_000_000
-            classified = con.sql(_CLASSIFY_SQL, params={"max_us": max_us}).to_arrow_table()
+            suspect_bodies = con.sql(_SUSPECT_BODIES_SQL).to_arrow_table()
+            if suspect_bodies.num_rows or extra.num_rows:
+                con.register("suspect_bodies", pa.concat_tables(
+                    [suspect_bodies, extra.select(["message_id"])]))
+                query = _CLASSIFY_SUSPECTS_SQL
+            else:
+                query = _CLASSIFY_SQL
+            classified = con.sql(query, params={"max_us": max_us}).to_arrow_table()
         finally:
-            con.unregister("bodies")
-            con.unregister("extra_lines")
-            con.execute("drop table if exists lines")
-        return _split_result(classified, now.astimezone(UTC).replace(tzinfo=None))
+            for name in ("bodies", "extra_lines", "suspect_bodies"):
+                con.unregister(name)
+        return _split_result(_reject_lenient_json(classified),
+                             now.astimezone(UTC).replace(tzinfo=None))
 
     def close(self) -> None:
         self._con.close()
-
-
-_SUSPECT_SQL: Final = f"""
-select message_id, line_number, raw from lines
-where not invalid_utf8 and size <= {MAX_LINE_BYTES}
-  and (regexp_matches(raw, '{_TRAILING_COMMA}')
-       or ((raw ilike '%nan%' or raw ilike '%inf%') and regexp_matches(raw, '{_NAN_OR_INF}')))
-"""
 
 
 def _reject_constant(name: str) -> None:
     raise ValueError(f"{name} is not JSON")
 
 
-def _mark_lenient_json(con: duckdb.DuckDBPyConnection) -> None:
-    """Flag lines only a lenient parser accepts (trailing commas, NaN, Infinity)."""
-    bad_ids: list[str] = []
-    bad_numbers: list[int] = []
-    for message_id, line_number, raw in con.execute(_SUSPECT_SQL).fetchall():
-        try:
-            json.loads(raw, parse_constant=_reject_constant)
-        except ValueError:
-            bad_ids.append(message_id)
-            bad_numbers.append(line_number)
-    if not bad_ids:
-        return
-    con.register("not_strict_lines", pa.table({
-        "message_id": pa.array(bad_ids, pa.string()),
-        "line_number": pa.array(bad_numbers, pa.int32()),
-    }))
+def _strictly_json(raw: str) -> bool:
     try:
-        con.execute(
-            "update lines set not_strict = true from not_strict_lines n"
-            " where lines.message_id = n.message_id and lines.line_number = n.line_number"
-        )
-    finally:
-        con.unregister("not_strict_lines")
+        json.loads(raw, parse_constant=_reject_constant)
+    except ValueError:
+        return False
+    return True
+
+
+def _reject_lenient_json(classified: pa.Table) -> pa.Table:
+    """Lines only a lenient parser accepts (trailing commas, NaN, Infinity) are malformed:
+    the few suspects the query flagged are parsed again by Python's strict parser."""
+    suspects = pc.indices_nonzero(classified["suspect"]).to_pylist()
+    raw = classified["raw"]
+    bad = {i for i in suspects if not _strictly_json(raw[i].as_py())}
+    classified = classified.drop_columns(["suspect"])
+    if not bad:
+        return classified
+    mask = pa.array([i in bad for i in range(classified.num_rows)], pa.bool_())
+    reason = pc.if_else(mask, RejectReason.MALFORMED_JSON.value, classified["reason"])
+    detail = pc.if_else(mask, "not strict JSON (trailing comma, NaN or Infinity)",
+                        classified["detail"])
+    return classified.set_column(
+        classified.schema.get_field_index("reason"), "reason", reason
+    ).set_column(classified.schema.get_field_index("detail"), "detail", detail)
 
 
 def _split_result(classified: pa.Table, now: datetime) -> BatchResult:
