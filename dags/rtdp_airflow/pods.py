@@ -2,7 +2,7 @@
 
 Each step gets its own pod from the dbt image (``images/dbt``), so the scheduler and workers
 never carry dbt. The pod runs as a non-root user on a read-only root filesystem with every
-capability dropped; dbt's target and log directories are on an ``emptyDir``. Snowflake
+capability dropped; /tmp (HOME, dbt's target and logs) is an ``emptyDir``. Snowflake
 credentials never appear in the DAG: the keys of one Secret become the container's
 environment (``envFrom``), and the private key of a second Secret is mounted read-only as a
 file that ``SNOWFLAKE_PRIVATE_KEY_PATH`` points at.
@@ -20,6 +20,9 @@ from rtdp_airflow.settings import KubernetesSettings
 from rtdp_airflow.steps import DBT, DbtStep
 
 UID: Final = 10001  # the image's user (images/dbt/Dockerfile)
+# An emptyDir over /tmp: the only writable place (HOME=/tmp in the image; the Snowflake
+# connector's caches and dbt's target/ and logs/ go there).
+TMP_DIR: Final = "/tmp"
 WORK_DIR: Final = "/tmp/dbt"
 KEY_DIR: Final = "/var/run/secrets/rtdp/snowflake"
 DOCS_DIR: Final = "/var/lib/rtdp/dbt-docs"
@@ -39,9 +42,8 @@ def _secrets(settings: KubernetesSettings) -> list[Secret]:
 def _volumes(step: DbtStep, settings: KubernetesSettings,
              ) -> tuple[list[k8s.V1Volume], list[k8s.V1VolumeMount], str]:
     """Volumes, their mounts, and dbt's target path."""
-    volumes = [k8s.V1Volume(name="dbt-work",
-                            empty_dir=k8s.V1EmptyDirVolumeSource(size_limit="1Gi"))]
-    mounts = [k8s.V1VolumeMount(name="dbt-work", mount_path=WORK_DIR)]
+    volumes = [k8s.V1Volume(name="tmp", empty_dir=k8s.V1EmptyDirVolumeSource(size_limit="1Gi"))]
+    mounts = [k8s.V1VolumeMount(name="tmp", mount_path=TMP_DIR)]
     target_path = f"{WORK_DIR}/target"
     if step.args[:2] == ("docs", "generate") and settings.docs_pvc:
         volumes.append(k8s.V1Volume(

@@ -30,6 +30,25 @@ else:
     os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = str(DAGS)
     os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
     os.environ["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] = f"sqlite:///{_AIRFLOW_HOME}/airflow.db"
+    # The provider loads a Kubernetes configuration to build a pod object; this one names a
+    # server nobody listens on, so nothing here can reach a real cluster by accident. Set
+    # before anything imports the Kubernetes client (it reads KUBECONFIG once, at import).
+    _KUBECONFIG = Path(_AIRFLOW_HOME) / "kubeconfig"
+    _KUBECONFIG.write_text("""\
+apiVersion: v1
+kind: Config
+clusters:
+- name: nowhere
+  cluster: {server: "https://127.0.0.1:1"}
+users:
+- name: nobody
+  user: {token: not-a-token}
+contexts:
+- name: nowhere
+  context: {cluster: nowhere, user: nobody, namespace: default}
+current-context: nowhere
+""")
+    os.environ["KUBECONFIG"] = str(_KUBECONFIG)
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
@@ -68,24 +87,8 @@ def parse_dags(env: Mapping[str, str] | None = None) -> Any:
                 os.environ[name] = value
 
 
-@pytest.fixture
-def kubeconfig(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A kubeconfig naming a server nobody listens on: enough for the provider to build a
-    pod object (it loads a configuration), never used to connect."""
-    path = tmp_path / "kubeconfig"
-    path.write_text("""\
-apiVersion: v1
-kind: Config
-clusters:
-- name: nowhere
-  cluster: {server: "https://127.0.0.1:1"}
-users:
-- name: nobody
-  user: {token: not-a-token}
-contexts:
-- name: nowhere
-  context: {cluster: nowhere, user: nobody, namespace: default}
-current-context: nowhere
-""")
-    monkeypatch.setenv("KUBECONFIG", str(path))
-    return path
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # Airflow 3.3's own .airflowignore reader, not ours
+    config.addinivalue_line("filterwarnings", "ignore:GitWildMatchPattern:DeprecationWarning")
