@@ -57,6 +57,15 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         shutil.rmtree(home, ignore_errors=True)
 
 
+@pytest.fixture(scope="session")
+def airflow_db() -> None:
+    """The metadata database (SQLite in this session's AIRFLOW_HOME) that ``dag.test()``
+    records its run in, created once."""
+    from airflow.utils.db import initdb
+
+    initdb()
+
+
 # Every setting the DAG reads: a test states the ones it wants, the rest are unset.
 DAG_ENV_PREFIXES = ("RTDP_",)
 
@@ -90,5 +99,6 @@ def parse_dags(env: Mapping[str, str] | None = None) -> Any:
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    # Airflow 3.3's own .airflowignore reader, not ours
+    # Airflow 3.3's own .airflowignore reader and in-process API client, not ours
     config.addinivalue_line("filterwarnings", "ignore:GitWildMatchPattern:DeprecationWarning")
+    config.addinivalue_line("filterwarnings", "ignore:Using `httpx` with `starlette.testclient`")

@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -38,19 +37,12 @@ def _query(home: Path, sql: str) -> list[tuple[object, ...]]:
     return [tuple(row) for row in json.loads(proc.stdout)]
 
 
-@pytest.fixture(scope="module")
-def airflow_db() -> None:
-    """The metadata database of this session's AIRFLOW_HOME (conftest), migrated once."""
-    proc = subprocess.run([str(Path(sys.executable).with_name("airflow")), "db", "migrate"],
-                          capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-
-
 @pytest.fixture
 def local_env(dag_env: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[dict[str, str]]:
     assert (VENV_BIN / "dbt").is_file(), "rtdp's .venv is missing: run `make setup`"
     env = {"RTDP_AIRFLOW_MODE": "local", "RTDP_DBT_BIN": str(VENV_BIN / "dbt"),
-           "RTDP_HOME": str(tmp_path / "rtdp-home")}
+           "RTDP_HOME": str(tmp_path / "rtdp-home"),
+           "RTDP_DBT_RETRIES": "0"}  # a failure fails the run now, not after the backoff
     for name, value in env.items():
         dag_env.setenv(name, value)
     yield env
