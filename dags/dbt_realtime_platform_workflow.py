@@ -4,12 +4,12 @@
 rtdp's transformation: raw events (loaded continuously by `rtdp load` or Snowpipe) →
 `stg_events` → `int_events_sessionized` → `fact_sessions`, plus `events_quarantine`.
 
-| task | dbt | why |
-|---|---|---|
-| `dbt_source_freshness` | `dbt source freshness` | a stalled loader fails the run before anything is rebuilt from stale data |
-| `dbt_seed` | `dbt seed` | reference data (users, products) before the models that join it |
-| `dbt_build` | `dbt build --exclude-resource-type unit_test --exclude-resource-type seed` | each model, then its tests, in dependency order: nothing untested is published |
-| `dbt_docs_generate` | `dbt docs generate` | documentation artifacts of what was built |
+1. `dbt_source_freshness` — `dbt source freshness`: a stalled loader fails the run before
+   anything is rebuilt from stale data.
+2. `dbt_seed` — `dbt seed`: reference data (users, products) before the models that join it.
+3. `dbt_build` — `dbt build --exclude-resource-type unit_test --exclude-resource-type seed`:
+   each model, then its tests, in dependency order, so nothing untested is published.
+4. `dbt_docs_generate` — `dbt docs generate`: documentation artifacts of what was built.
 
 Every 15 minutes, one run at a time, no catch-up: the models are incremental, so a run
 processes what arrived since the last one, and a missed interval is covered by the next.
@@ -25,11 +25,10 @@ Configuration comes from environment variables only (`dags/rtdp_airflow/settings
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from airflow.sdk import DAG, BaseOperator, chain
-
 from rtdp_airflow import settings as rtdp_settings
 from rtdp_airflow.alerts import failure_callback
 from rtdp_airflow.steps import STEPS, DbtStep
@@ -58,7 +57,7 @@ with DAG(
     description="dbt: source freshness → seed → build (run + test per model) → docs",
     doc_md=__doc__,
     schedule=SETTINGS.schedule,
-    start_date=datetime(2026, 1, 1, tzinfo=timezone.utc),
+    start_date=datetime(2026, 1, 1, tzinfo=UTC),
     catchup=False,
     max_active_runs=1,
     dagrun_timeout=SETTINGS.execution_timeout * len(STEPS),

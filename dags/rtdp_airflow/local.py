@@ -97,8 +97,9 @@ class LocalDbtOperator(BaseOperator):
                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
                 )
             except FileNotFoundError:
-                raise AirflowException(f"dbt not found: {self.settings.dbt_bin!r} "
-                                       "(set RTDP_DBT_BIN to rtdp's dbt, e.g. .venv/bin/dbt)") from None
+                raise AirflowException(
+                    f"dbt not found: {self.settings.dbt_bin!r} "
+                    "(set RTDP_DBT_BIN to rtdp's dbt, e.g. .venv/bin/dbt)") from None
             assert self._process.stdout is not None
             for line in self._process.stdout:
                 self.log.info("%s", line.rstrip())

@@ -50,7 +50,7 @@ class KubernetesSettings:
     snowflake_key_secret: str
     snowflake_key_secret_key: str
     dbt_target: str
-    docs_pvc: str | None  # a PersistentVolumeClaim for the docs artifacts, else they stay in the pod
+    docs_pvc: str | None  # a PersistentVolumeClaim for the docs artifacts, else kept in the pod
     startup_timeout_seconds: int
 
 

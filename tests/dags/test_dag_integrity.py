@@ -3,11 +3,12 @@ order and configuration it promises, in both execution modes."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import threading
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, HTTPServer
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 
@@ -30,13 +31,13 @@ def test_dag_imports_and_keeps_its_promises(dag_env: pytest.MonkeyPatch, mode: s
     assert dag.schedule == "*/15 * * * *"
     assert dag.catchup is False
     assert dag.max_active_runs == 1
-    assert dag.start_date == datetime(2026, 1, 1, tzinfo=timezone.utc)
+    assert dag.start_date == datetime(2026, 1, 1, tzinfo=UTC)
     assert {"rtdp", "dbt"} <= set(dag.tags)
     assert dag.doc_md and dag.doc_md.lstrip().startswith(f"# {DAG_ID}")
     assert dag.on_failure_callback is not None
     # a straight line, in this order
     assert [t.task_id for t in dag.topological_sort()] == ORDER
-    for upstream, downstream in zip(ORDER, ORDER[1:], strict=False):
+    for upstream, downstream in itertools.pairwise(ORDER):
         assert dag.get_task(upstream).downstream_task_ids == {downstream}
     for task in dag.tasks:
         assert task.retries == 2
@@ -95,9 +96,9 @@ def test_an_image_digest_is_accepted(dag_env: pytest.MonkeyPatch) -> None:
 
 
 class _Webhook(BaseHTTPRequestHandler):
-    received: list[dict[str, Any]] = []
+    received: ClassVar[list[dict[str, Any]]] = []
 
-    def do_POST(self) -> None:  # noqa: N802 (http.server's name)
+    def do_POST(self) -> None:
         length = int(self.headers["Content-Length"])
         self.received.append(json.loads(self.rfile.read(length)))
         self.send_response(204)

@@ -23,7 +23,7 @@ from typing import Any
 
 import pytest
 
-from tests.cluster.kube import Cluster, control_plane
+from tests.cluster.kube import Cluster, KubectlError, control_plane
 from tests.dags.conftest import DAG_ID, parse_dags
 
 NAMESPACE = "rtdp-airflow-test"
@@ -53,33 +53,46 @@ class Kubelet(threading.Thread):
         self.cluster, self.exit_code = cluster, exit_code
         self.pods: dict[str, dict[str, Any]] = {}
         self.phases: dict[str, list[str]] = {}
+        self.errors: list[str] = []
         self.stopped = threading.Event()
 
     def run(self) -> None:
         while not self.stopped.is_set():
-            for pod in self.cluster.get("pods", "-n", NAMESPACE)["items"]:
-                name, phase = pod["metadata"]["name"], pod["status"].get("phase", "")
-                self.pods[name] = pod
-                if self.phases.setdefault(name, [])[-1:] != [phase]:
-                    self.phases[name].append(phase)
-                if phase == "Running":
-                    self._finish(pod)
+            try:
+                self._poll()
+            except KubectlError as e:  # e.g. a pod deleted between get and patch: poll again
+                self.errors.append(str(e))
             self.stopped.wait(0.3)
 
-    def _finish(self, pod: dict[str, Any]) -> None:
+    def _poll(self) -> None:
+        for pod in self.cluster.get("pods", "-n", NAMESPACE)["items"]:
+            name, phase = pod["metadata"]["name"], pod["status"].get("phase", "")
+            self.pods[name] = pod
+            if self.phases.setdefault(name, [])[-1:] != [phase]:
+                self.phases[name].append(phase)
+            if phase == "Running":
+                # record the pod as the API server stored the patch: Airflow may delete it
+                # before the next poll would see it
+                finished = self._finish(pod)
+                self.pods[name] = finished
+                self.phases[name].append(finished["status"]["phase"])
+
+    def _finish(self, pod: dict[str, Any]) -> dict[str, Any]:
         now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
         (container,) = pod["spec"]["containers"]
+        reason = "Completed" if self.exit_code == 0 else "Error"
         status = {"status": {
             "phase": "Succeeded" if self.exit_code == 0 else "Failed",
             "containerStatuses": [{
                 "name": container["name"], "image": container["image"], "imageID": "",
                 "ready": False, "restartCount": 0, "started": False,
-                "state": {"terminated": {"exitCode": self.exit_code, "startedAt": now,
-                                         "finishedAt": now,
-                                         "reason": "Completed" if self.exit_code == 0 else "Error"}},
+                "state": {"terminated": {"exitCode": self.exit_code, "reason": reason,
+                                         "startedAt": now, "finishedAt": now}},
             }]}}
-        self.cluster.kubectl("patch", "pod", pod["metadata"]["name"], "-n", NAMESPACE,
-                             "--subresource=status", "--type=merge", "-p", json.dumps(status))
+        patched = self.cluster.kubectl(
+            "patch", "pod", pod["metadata"]["name"], "-n", NAMESPACE, "--subresource=status",
+            "--type=merge", "-p", json.dumps(status), "-o", "json")
+        return json.loads(patched.stdout)  # type: ignore[no-any-return]
 
     def __enter__(self) -> Kubelet:
         self.start()
@@ -112,7 +125,7 @@ def test_a_dbt_pod_runs_on_the_cluster_and_is_deleted_after_success(
     assert {ti.task_id: ti.state for ti in run.get_task_instances()}["dbt_seed"] == "success"
     assert run.state == "success"
     (name,) = kubelet.pods
-    assert name.startswith("dbt-seed-")
+    assert name.startswith("dbt-seed-"), kubelet.errors
     assert kubelet.phases[name][-2:] == ["Running", "Succeeded"]
     pod = kubelet.pods[name]
     # as the API server stored it: bound by the real scheduler, the DAG's container

@@ -98,7 +98,8 @@ def test_steps_wait_for_the_warehouse_lock_rtdp_holds(local_env: dict[str, str],
     fake_dbt = tmp_path / "dbt"
     fake_dbt.write_text(f"#!/bin/sh\ndate +%s.%N > {stamp}\n")
     fake_dbt.chmod(0o755)
-    hold = ("import sys, time; from pathlib import Path; from rtdp.warehouse import warehouse_lock\n"
+    hold = ("import sys, time; from pathlib import Path\n"
+            "from rtdp.warehouse import warehouse_lock\n"
             "with warehouse_lock(Path(sys.argv[1])):\n"
             "    print('locked', flush=True); time.sleep(2); print(time.time(), flush=True)\n")
     holder = subprocess.Popen([str(VENV_BIN / "python"), "-c", hold,
