@@ -5,6 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 SNOWFLAKE_STAMP := .venv-snowflake/.installed
+AIRFLOW_STAMP := .venv-airflow/.installed
 export RTDP_HOME ?= $(CURDIR)/.rtdp
 
 .PHONY: setup demo test lint bench clean emulators
@@ -22,7 +23,14 @@ $(SNOWFLAKE_STAMP): requirements/snowflake.txt
 	.venv-snowflake/bin/pip install --quiet -r requirements/snowflake.txt
 	touch $(SNOWFLAKE_STAMP)
 
-setup: $(STAMP) $(SNOWFLAKE_STAMP)  ## create .venv (rtdp, dbt, test tools) and .venv-snowflake
+# Airflow apart from rtdp and dbt (their pins conflict): tests/dags run with this python.
+$(AIRFLOW_STAMP): requirements/airflow.txt
+	test -x .venv-airflow/bin/python || $(PYTHON) -m venv .venv-airflow
+	.venv-airflow/bin/pip install --quiet --upgrade pip
+	.venv-airflow/bin/pip install --quiet -r requirements/airflow.txt
+	touch $(AIRFLOW_STAMP)
+
+setup: $(STAMP) $(SNOWFLAKE_STAMP) $(AIRFLOW_STAMP)  ## create .venv (rtdp, dbt, test tools), .venv-snowflake, .venv-airflow
 
 demo: $(STAMP)  ## the whole platform on this machine, then a summary
 	$(BIN)/rtdp demo --reset
@@ -30,8 +38,9 @@ demo: $(STAMP)  ## the whole platform on this machine, then a summary
 emulators:  ## ElasticMQ and MinIO for tests/cloud, cached in ~/.cache/rtdp (first time: minutes)
 	tests/cloud/emulators/install.sh
 
-test: $(STAMP) $(SNOWFLAKE_STAMP) emulators  ## every test
+test: $(STAMP) $(SNOWFLAKE_STAMP) $(AIRFLOW_STAMP) emulators  ## every test
 	$(BIN)/python -m pytest -q
+	.venv-airflow/bin/python -m pytest -q tests/dags
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests
