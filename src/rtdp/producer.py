@@ -1386,7 +1386,9 @@ def _run(queue: Queue, ledger: Ledger, config: ProducerConfig, seed: int, start:
             left -= len(piece.masks)
         sender.add(packer.add(piece.blob))
         if paced:
-            sender.add(packer.flush())  # latency over fullness: send what the window holds
+            # latency over fullness: send what the window holds, now
+            sender.add(packer.flush())
+            sender.flush()
         tally.update(piece.masks)
         if on_progress is not None:
             on_progress(ProduceProgress(sender.lines, sender.messages, sender.bytes,
