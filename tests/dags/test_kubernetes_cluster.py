@@ -28,7 +28,9 @@ from tests.dags.conftest import DAG_ID, parse_dags
 
 NAMESPACE = "rtdp-airflow-test"
 CONN_ID = "rtdp_test_k8s"
-pytestmark = pytest.mark.slow
+# On a machine whose cache (~/.cache/rtdp/k8s) is cold, the first test's setup builds the
+# control plane from source (tests/cluster/build: minutes); warm, `up` takes seconds.
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]
 
 
 @pytest.fixture(scope="module")
