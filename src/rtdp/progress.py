@@ -18,6 +18,10 @@ class _Line:
         self._title = title
         self._started = time.monotonic()
 
+    @property
+    def enabled(self) -> bool:
+        return self._live is not None
+
     def update(self, **values: Any) -> None:
         if self._live is None:
             return

@@ -46,7 +46,7 @@ class Settings:
     # Largest queue message body in bytes (SQS: 1 MiB, 256 KiB on older accounts).
     max_message_bytes: int = 256 * 1024
     # Converter: flush a micro-batch at this many body bytes or this age, whichever first.
-    flush_bytes: int = 32 * 1024 * 1024
+    flush_bytes: int = 16 * 1024 * 1024
     flush_seconds: float = 5.0
     visibility_timeout_seconds: float = 60.0
     max_receive_count: int = 5
@@ -63,7 +63,7 @@ class Settings:
                 "RTDP_MAX_MESSAGE_BYTES", 256 * 1024, minimum=MIN_MESSAGE_BYTES, integer=True
             ),
             flush_bytes=_env_number(
-                "RTDP_FLUSH_BYTES", 32 * 1024 * 1024, minimum=1, integer=True
+                "RTDP_FLUSH_BYTES", 16 * 1024 * 1024, minimum=1, integer=True
             ),
             flush_seconds=_env_number("RTDP_FLUSH_SECONDS", 5.0, minimum=0, integer=False),
             visibility_timeout_seconds=_env_number(

@@ -40,7 +40,7 @@ def convert(
         with live_line("convert", live_progress_enabled(json_)) as line:
 
             def progress(stats: ConvertStats) -> None:
-                if due():
+                if line.enabled and due():  # queue.stats() is not free: only when shown
                     line.update(lines=stats.lines, events=stats.events,
                                 rejected=sum(stats.rejected.values()), files=stats.files,
                                 queue_depth=queue.stats().depth)

@@ -24,11 +24,13 @@ from typing import Final
 from rtdp.exceptions import MessageTooLargeError, QueueError
 from rtdp.queue import LINE_COUNT_ATTRIBUTE, Message, QueueStats
 
+# Bodies live apart from the state: SQLite rewrites a whole row on UPDATE, and a receive
+# updates each message it hands out — with the body in the row that meant rewriting up to
+# a MiB per message.
 _SCHEMA: Final = """
-create table if not exists messages (
+create table if not exists queue_messages (
     seq integer primary key autoincrement,
     message_id text not null unique,
-    body blob not null,
     line_count integer,
     sent_at real not null,
     visible_at real not null,
@@ -36,8 +38,12 @@ create table if not exists messages (
     receipt text,
     dead integer not null default 0
 );
-create index if not exists messages_ready on messages (dead, visible_at);
-create index if not exists messages_receipt on messages (receipt);
+create table if not exists queue_bodies (
+    seq integer primary key,
+    body blob not null
+);
+create index if not exists queue_ready on queue_messages (dead, visible_at);
+create index if not exists queue_receipt on queue_messages (receipt);
 """
 _POLL_SECONDS: Final = 0.05
 
@@ -96,11 +102,14 @@ class SqliteQueue:
         self._db.execute("pragma synchronous=full")
         try:
             with self._write() as db:
-                db.executemany(
-                    "insert into messages (message_id, body, line_count, sent_at, visible_at)"
-                    " values (?, ?, ?, ?, ?)",
-                    rows,
-                )
+                for message_id, body, line_count, sent_at, visible_at in rows:
+                    cur = db.execute(
+                        "insert into queue_messages"
+                        " (message_id, line_count, sent_at, visible_at) values (?, ?, ?, ?)",
+                        (message_id, line_count, sent_at, visible_at),
+                    )
+                    db.execute("insert into queue_bodies (seq, body) values (?, ?)",
+                               (cur.lastrowid, body))
         finally:
             self._db.execute("pragma synchronous=normal")
         return ids
@@ -123,8 +132,9 @@ class SqliteQueue:
             # not use up the slots of this receive, so look again until it is full or empty.
             while len(out) < max_messages:
                 rows = db.execute(
-                    "select seq, message_id, body, line_count, sent_at, receive_count"
-                    " from messages where dead = 0 and visible_at <= ?"
+                    "select m.seq, m.message_id, b.body, m.line_count, m.sent_at, m.receive_count"
+                    " from queue_messages m join queue_bodies b using (seq)"
+                    " where m.dead = 0 and m.visible_at <= ?"
                     " order by visible_at, seq limit ?",
                     (now, max_messages - len(out)),
                 ).fetchall()
@@ -132,12 +142,14 @@ class SqliteQueue:
                     break
                 for seq, message_id, body, line_count, sent_at, count in rows:
                     if count >= self.max_receive_count:
-                        db.execute("update messages set dead = 1, receipt = null where seq = ?",
-                                   (seq,))
+                        db.execute(
+                            "update queue_messages set dead = 1, receipt = null where seq = ?",
+                            (seq,),
+                        )
                         continue
                     receipt = uuid.uuid4().hex
                     db.execute(
-                        "update messages set visible_at = ?, receive_count = ?, receipt = ?"
+                        "update queue_messages set visible_at = ?, receive_count = ?, receipt = ?"
                         " where seq = ?",
                         (now + visibility_timeout, count + 1, receipt, seq),
                     )
@@ -151,7 +163,11 @@ class SqliteQueue:
         if not receipts:
             return
         with self._write() as db:
-            db.executemany("delete from messages where receipt = ?", [(r,) for r in receipts])
+            for receipt in receipts:
+                row = db.execute("delete from queue_messages where receipt = ? returning seq",
+                                 (receipt,)).fetchone()
+                if row is not None:
+                    db.execute("delete from queue_bodies where seq = ?", (row[0],))
 
     def change_visibility(self, receipts: Sequence[str], timeout_seconds: float) -> None:
         if not receipts:
@@ -159,7 +175,7 @@ class SqliteQueue:
         visible_at = time.time() + timeout_seconds
         with self._write() as db:
             db.executemany(
-                "update messages set visible_at = ? where receipt = ? and dead = 0",
+                "update queue_messages set visible_at = ? where receipt = ? and dead = 0",
                 [(visible_at, r) for r in receipts],
             )
 
@@ -173,7 +189,7 @@ class SqliteQueue:
             " min(case when dead = 0 then sent_at end),"
             " coalesce(sum(case when dead = 0 then line_count end), 0),"
             " coalesce(sum(case when dead = 1 then line_count end), 0)"
-            " from messages",
+            " from queue_messages",
             (now, now),
         ).fetchone()
         depth, in_flight, dead, oldest, lines, dead_lines = row
@@ -190,7 +206,8 @@ class SqliteQueue:
         now = time.time()
         with self._write() as db:
             cur = db.execute(
-                "update messages set dead = 0, receive_count = 0, receipt = null, visible_at = ?"
+                "update queue_messages set dead = 0, receive_count = 0, receipt = null,"
+                " visible_at = ?"
                 " where dead = 1",
                 (now,),
             )
