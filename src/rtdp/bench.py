@@ -261,6 +261,7 @@ def _freshness_at(rate: int, seconds: float, work: Path, seed: int) -> dict[str,
                 f" select epoch(loaded_at - event_timestamp) as s from {warehouse.RAW_EVENTS})",
             )
     return {"rate": rate, "rows": rows, "expected": expected,
+            "achieved_eps": round(expected / seconds),
             "p50_s": _round(p50), "p99_s": _round(p99), "max_s": _round(worst)}
 
 
@@ -384,6 +385,43 @@ def run(kinds: list[str], cfg: BenchConfig, say: Progress,
     return result
 
 
+def merge_previous(result: BenchResult, out_dir: Path, kinds: list[str]) -> BenchResult:
+    """Keep the latest figures of the sub-benchmarks not run this time (each says when it
+    ran), so ``rtdp bench convert`` does not erase the dbt figures of an earlier run."""
+    previous_path = out_dir / "latest.json"
+    if not previous_path.is_file():
+        return result
+    previous = json.loads(previous_path.read_text())
+    details = previous.get("details", {})
+    merged = BenchResult(notes=list(result.notes))
+    for kind in KINDS:
+        source_values, source_details = (
+            (result.values, result.details) if kind in kinds else (previous, details)
+        )
+        for key in _KEYS_OF[kind]:
+            if key in source_values:
+                merged.values[key] = source_values[key]
+        if kind in source_details:
+            merged.details[kind] = source_details[kind]
+        ran_at = (result.details.get("started_at") if kind in kinds
+                  else details.get("ran_at", {}).get(kind, details.get("started_at")))
+        if kind in merged.details:
+            merged.details.setdefault("ran_at", {})[kind] = ran_at
+    for key in ("config", "started_at", "rusage_children_maxrss_mib"):
+        if key in result.details:
+            merged.details[key] = result.details[key]
+    return merged
+
+
+_KEYS_OF: Final = {
+    "convert": ("convert_eps", "duckdb_copy_eps", "pyarrow_eps", "seed_pandas_eps",
+                "convert_peak_rss_mib"),
+    "produce": ("produce_eps",),
+    "freshness": ("freshness_p50_s", "freshness_p99_s"),
+    "dbt": ("dbt_full_s", "dbt_incremental_s"),
+}
+
+
 def write_results(result: BenchResult, out_dir: Path) -> tuple[Path, Path]:
     out_dir.mkdir(parents=True, exist_ok=True)
     json_path = out_dir / "latest.json"
@@ -404,15 +442,19 @@ def markdown(result: BenchResult) -> str:
     out = [f"Measured {d.get('started_at', '')} on {d['config']['cpus']} CPUs "
            f"(DuckDB {d['config']['duckdb']}, pyarrow {d['config']['pyarrow']}).", "",
            *rows, ""]
+    if d.get("ran_at"):
+        out += ["Each sub-benchmark's latest run: " + ", ".join(
+            f"{kind} {when}" for kind, when in sorted(d["ran_at"].items())) + ".", ""]
     if "convert" in d:
         c = d["convert"]
         out += [f"Converter on {c['events']:,} events: {c['ratio_to_duckdb_copy']}× DuckDB's "
                 f"bare COPY, {c['ratio_to_pyarrow']}× pyarrow, {c['ratio_to_seed_pandas']}× "
                 "the original pandas method.", ""]
     if "freshness" in d:
-        out += ["| rate (events/s) | rows | p50 s | p99 s | max s |", "|---|---|---|---|---|"]
-        out += [f"| {r['rate']:,} | {r['rows']:,} | {r['p50_s']} | {r['p99_s']} | {r['max_s']} |"
-                for r in d["freshness"]]
+        out += ["| asked events/s | sent events/s | rows | p50 s | p99 s | max s |",
+                "|---|---|---|---|---|---|"]
+        out += [f"| {r['rate']:,} | {r.get('achieved_eps', '')} | {r['rows']:,} | {r['p50_s']} "
+                f"| {r['p99_s']} | {r['max_s']} |" for r in d["freshness"]]
         out.append("")
     if "dbt" in d:
         out += ["| events | full refresh s | incremental (+1%) s | ratio |", "|---|---|---|---|"]

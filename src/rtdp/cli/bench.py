@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from rtdp.bench import KINDS, BenchConfig, markdown, run, write_results
+from rtdp.bench import KINDS, BenchConfig, markdown, merge_previous, run, write_results
 from rtdp.cli._common import JsonOption, emit
 
 
@@ -36,7 +36,7 @@ def bench(
         config = config.quick()
     console = Console(stderr=True, quiet=json_)
     result = run(kinds, config, say=lambda msg: console.print(f"[dim]{msg}[/dim]"))
-    json_path, _ = write_results(result, out)
+    json_path, _ = write_results(merge_previous(result, out, kinds), out)
     if not json_:
         Console().print(markdown(result))
         Console().print(f"written to {json_path}")
