@@ -15,6 +15,7 @@ each draws a distinct priority, the highest works and the others stand by.
 
 from __future__ import annotations
 
+import logging
 import os
 import random
 from typing import Any, Final
@@ -39,6 +40,10 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
         prefix=GROUP, key="last-handled-configuration")
     settings.watching.server_timeout = 300
+    settings.posting.level = logging.WARNING  # no Kubernetes Event per successful handler
+    # Namespaced RBAC only: no cluster-wide listing of namespaces and CRDs (the namespace is
+    # given with --namespace, the resources are found by API discovery).
+    settings.scanning.disabled = True
     kube.configure()
 
 
@@ -64,70 +69,83 @@ def ensure_deployment(producer: kopf.Body, logger: kopf.Logger) -> dict[str, Any
     """Create, adopt or put back the Deployment; return it as the API server has it."""
     desired = manifests.deployment(producer, default_image=IMAGE)
     kopf.adopt(desired, owner=producer)
-    meta = desired["metadata"]
-    existing = kube.get_deployment(meta["namespace"], meta["name"])
-    if existing is not None:
-        _check_adoptable(producer, existing)
-        differences = manifests.deployment_drift(desired, existing)
-        owned = any(ref.get("uid") == producer["metadata"]["uid"]
-                    for ref in existing["metadata"].get("ownerReferences", []))
-        if not differences and owned:
-            return existing
-        logger.info(f"Deployment {meta['name']}: "
-                    f"{'putting back ' + ', '.join(differences) if owned else 'adopting it'}")
+    name = desired["metadata"]["name"]
+    deployment = kube.get_deployment(desired["metadata"]["namespace"], name)
     try:
-        applied = kube.apply_deployment(desired)
+        if deployment is None or not _owned(producer, deployment):
+            if deployment is not None:
+                _check_adoptable(producer, deployment)
+            deployment, verb = kube.apply_deployment(desired), \
+                "created" if deployment is None else "adopted"
+            logger.info(f"Deployment {name} {verb}")
+        differences = manifests.deployment_drift(desired, deployment)
+        if differences:
+            logger.info(f"Deployment {name}: putting back {', '.join(differences)}")
+            deployment = kube.put_back_deployment(desired)
     except ApiException as exc:
         if exc.status in (400, 403, 422):  # refused as such: retrying will not help
-            raise OwnershipError(f"Deployment {meta['name']} refused: {exc.reason}: "
-                                 f"{exc.body}") from exc
-        raise kopf.TemporaryError(f"applying Deployment {meta['name']}: {exc.reason}",
-                                  delay=5) from exc
-    if existing is None:
-        logger.info(f"Deployment {meta['name']} created")
-    return applied
+            raise OwnershipError(f"Deployment {name} refused: {exc.reason}: {exc.body}") from exc
+        raise kopf.TemporaryError(f"Deployment {name}: {exc.reason}", delay=5) from exc
+    return deployment
 
 
-def _reconcile(body: kopf.Body, patch: kopf.Patch, logger: kopf.Logger) -> None:
-    error: OwnershipError | None = None
+def _owned(producer: kopf.Body, deployment: dict[str, Any]) -> bool:
+    return any(ref.get("uid") == producer["metadata"]["uid"]
+               for ref in deployment["metadata"].get("ownerReferences", []))
+
+
+def publish_status(namespace: str, name: str, uid: str, *, error: str | None = None,
+                   generation: int | None = None) -> bool:
+    """Write the EventProducer's status from the live Deployment and the live EventProducer
+    (never from a watch event's copy: events arrive late and writers race, and reading both
+    afresh is what makes the next writer, at worst the next timer tick, converge)."""
+    producer = kube.get_producer(namespace, name)
+    if producer is None or producer["metadata"]["uid"] != uid:
+        return False  # gone (the garbage collector follows) or a new object of the same name
+    deployment = None if error else kube.get_deployment(namespace, name)
+    new = status.status_of(producer, deployment, error=error, generation=generation)
+    if not status.changed(producer.get("status"), new):
+        return False
+    kube.patch_producer_status(namespace, name, new)
+    return True
+
+
+def _reconcile(body: kopf.Body, logger: kopf.Logger, *, fail: bool = True) -> None:
+    meta = body["metadata"]
+    error: str | None = None
     try:
-        deployment: dict[str, Any] | None = ensure_deployment(body, logger)
+        ensure_deployment(body, logger)
     except OwnershipError as exc:
-        deployment, error = None, exc
-    new = status.status_of(body, deployment, error=str(error) if error else None)
-    new["observedGeneration"] = body["metadata"].get("generation")
-    if status.changed(body.get("status"), new):
-        patch.status.update(new)
+        error = str(exc)
+    changed = publish_status(meta["namespace"], meta["name"], meta["uid"], error=error,
+                             generation=meta.get("generation"))
     if error is not None:
-        raise kopf.PermanentError(str(error)) from error
+        if fail:  # a change handler: kopf records the failure and stops retrying
+            raise kopf.PermanentError(error)
+        if changed:  # the timer: keep checking quietly, it may be resolved by hand
+            logger.warning(error)
 
 
 @kopf.on.resume(GROUP, VERSION, PLURAL)
 @kopf.on.create(GROUP, VERSION, PLURAL)
 @kopf.on.update(GROUP, VERSION, PLURAL, field="spec")
-def reconcile(body: kopf.Body, patch: kopf.Patch, logger: kopf.Logger, **_: Any) -> None:
-    _reconcile(body, patch, logger)
+def reconcile(body: kopf.Body, logger: kopf.Logger, **_: Any) -> None:
+    _reconcile(body, logger)
 
 
 @kopf.timer(GROUP, VERSION, PLURAL, interval=DRIFT_SECONDS, initial_delay=DRIFT_SECONDS)
-def revert_drift(body: kopf.Body, patch: kopf.Patch, logger: kopf.Logger, **_: Any) -> None:
+def revert_drift(body: kopf.Body, logger: kopf.Logger, **_: Any) -> None:
     meta, observed = body["metadata"], (body.get("status") or {}).get("observedGeneration")
     if observed != meta.get("generation"):
         return  # a spec change is pending: the update handler owns it, not a stale timer
-    _reconcile(body, patch, logger)
+    _reconcile(body, logger, fail=False)
 
 
 @kopf.on.event("apps", "v1", "deployments", labels=_MANAGED)
-def mirror_status(body: kopf.Body, type: str | None, logger: kopf.Logger, **_: Any) -> None:
+def mirror_status(body: kopf.Body, logger: kopf.Logger, **_: Any) -> None:
     """The owner's status follows the Deployment's (ready pods, scale-ups, deletion)."""
     owner = next((ref for ref in body["metadata"].get("ownerReferences", [])
                   if ref.get("controller") and ref.get("kind") == KIND), None)
-    if owner is None:
-        return
-    producer = kube.get_producer(body["metadata"]["namespace"], owner["name"])
-    if producer is None or producer["metadata"]["uid"] != owner["uid"]:
-        return  # gone (the garbage collector follows) or a new object of the same name
-    new = status.status_of(producer, None if type == "DELETED" else dict(body))
-    if status.changed(producer.get("status"), new):
-        kube.patch_producer_status(producer["metadata"]["namespace"], owner["name"], new)
-        logger.debug(f"status of {owner['name']}: {new['readyReplicas']}/{new['replicas']}")
+    if owner is not None and publish_status(body["metadata"]["namespace"], owner["name"],
+                                            owner["uid"]):
+        logger.debug(f"status of {owner['name']} updated")

@@ -19,7 +19,7 @@ def _now() -> str:
 
 
 def ready_condition(producer: Mapping[str, Any], deployment: Mapping[str, Any] | None,
-                    error: str | None = None) -> dict[str, Any]:
+                    error: str | None = None, generation: int | None = None) -> dict[str, Any]:
     desired = int((producer.get("spec") or {}).get("replicas", 1))
     observed = (deployment or {}).get("status") or {}
     ready = int(observed.get("readyReplicas", 0) or 0)
@@ -37,8 +37,10 @@ def ready_condition(producer: Mapping[str, Any], deployment: Mapping[str, Any] |
         verb = "ScalingDown" if current > desired else "ScalingUp" if ready < desired \
             else "RollingOut"
         status, reason, message = "False", verb, f"{ready}/{desired} replicas ready"
+    if generation is None:
+        generation = producer.get("metadata", {}).get("generation")
     return {"type": "Ready", "status": status, "reason": reason, "message": message,
-            "observedGeneration": producer.get("metadata", {}).get("generation")}
+            "observedGeneration": generation}
 
 
 def _with_transition(new: dict[str, Any], old: list[Mapping[str, Any]] | None) -> dict[str, Any]:
@@ -49,19 +51,24 @@ def _with_transition(new: dict[str, Any], old: list[Mapping[str, Any]] | None) -
 
 
 def status_of(producer: Mapping[str, Any], deployment: Mapping[str, Any] | None,
-              error: str | None = None) -> dict[str, Any]:
-    """The status fields the operator owns (``observedGeneration`` is the caller's: only a
-    reconcile of the spec may claim it)."""
+              error: str | None = None, generation: int | None = None) -> dict[str, Any]:
+    """The status fields the operator owns. ``generation``: the ``metadata.generation`` just
+    reconciled, written as ``observedGeneration`` (only a reconcile of the spec may claim
+    it; a status refresh leaves it as it is)."""
     name = producer["metadata"]["name"]
     observed = (deployment or {}).get("status") or {}
     old = (producer.get("status") or {}).get("conditions")
-    return {
+    new = {
         "replicas": int(observed.get("replicas", 0) or 0),
         "readyReplicas": int(observed.get("readyReplicas", 0) or 0),
         "selector": selector_string(name),
         "deployment": name,
-        "conditions": [_with_transition(ready_condition(producer, deployment, error), old)],
+        "conditions": [_with_transition(
+            ready_condition(producer, deployment, error, generation), old)],
     }
+    if generation is not None:
+        new["observedGeneration"] = generation
+    return new
 
 
 def changed(current: Mapping[str, Any] | None, new: Mapping[str, Any]) -> bool:

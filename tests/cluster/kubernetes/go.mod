@@ -1,7 +1,8 @@
-// Builds kube-apiserver and kube-controller-manager from the Go module proxy for the test
-// control plane (tests/cluster/up). k8s.io/kubernetes cannot be `go install`ed directly: its
-// go.mod replaces every k8s.io/<staging> module with a directory of its own repository. This
-// wrapper requires it and points each staging module at its published v0.<minor>.<patch>.
+// Builds kube-apiserver, kube-controller-manager and kube-scheduler from the Go module proxy
+// for the test control plane (tests/cluster/up). k8s.io/kubernetes cannot be `go install`ed
+// directly: its go.mod replaces every k8s.io/<staging> module with a directory of its own
+// repository. This wrapper requires it and points each staging module at its published
+// v0.<minor>.<patch>.
 // To move to another release: change both version columns, then `go mod tidy`.
 module rtdp.io/tests/cluster/kubernetes
 
@@ -10,6 +11,7 @@ go 1.26.0
 tool (
 	k8s.io/kubernetes/cmd/kube-apiserver
 	k8s.io/kubernetes/cmd/kube-controller-manager
+	k8s.io/kubernetes/cmd/kube-scheduler
 )
 
 require (
