@@ -6,9 +6,10 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 SNOWFLAKE_STAMP := .venv-snowflake/.installed
 AIRFLOW_STAMP := .venv-airflow/.installed
+K8S_STAMP := .venv-k8s/.installed
 export RTDP_HOME ?= $(CURDIR)/.rtdp
 
-.PHONY: setup demo test lint bench clean emulators
+.PHONY: setup demo test lint bench clean emulators setup-k8s cluster test-operators
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON) (Python 3.11+)"; exit 1; }
@@ -30,6 +31,22 @@ $(AIRFLOW_STAMP): requirements/airflow.txt
 	.venv-airflow/bin/pip install --quiet -r requirements/airflow.txt
 	touch $(AIRFLOW_STAMP)
 
+# The kopf operator and its tests: kopf and the Kubernetes client pin versions (certifi…) that
+# the data stack's packages clash with, hence a venv of their own.
+$(K8S_STAMP): operators/pyproject.toml
+	test -x .venv-k8s/bin/python || $(PYTHON) -m venv .venv-k8s
+	.venv-k8s/bin/pip install --quiet --upgrade pip
+	.venv-k8s/bin/pip install --quiet -e 'operators[test]'
+	touch $(K8S_STAMP)
+
+setup-k8s: $(K8S_STAMP)  ## create .venv-k8s (the kopf operator and its tests)
+
+cluster:  ## build what is missing of the test control plane into ~/.cache/rtdp/k8s (cold: ~15 min)
+	tests/cluster/build >/dev/null
+
+test-operators: $(K8S_STAMP) cluster  ## the operator on a real API server (tests/cluster/up)
+	.venv-k8s/bin/python -m pytest -q tests/operators
+
 setup: $(STAMP) $(SNOWFLAKE_STAMP) $(AIRFLOW_STAMP)  ## create .venv (rtdp, dbt, test tools), .venv-snowflake, .venv-airflow
 
 demo: $(STAMP)  ## the whole platform on this machine, then a summary
@@ -38,9 +55,10 @@ demo: $(STAMP)  ## the whole platform on this machine, then a summary
 emulators:  ## ElasticMQ and MinIO for tests/cloud, cached in ~/.cache/rtdp (first time: minutes)
 	tests/cloud/emulators/install.sh
 
-test: $(STAMP) $(SNOWFLAKE_STAMP) $(AIRFLOW_STAMP) emulators  ## every test
+test: $(STAMP) $(SNOWFLAKE_STAMP) $(AIRFLOW_STAMP) emulators $(K8S_STAMP) cluster  ## every test
 	$(BIN)/python -m pytest -q
 	.venv-airflow/bin/python -m pytest -q tests/dags
+	.venv-k8s/bin/python -m pytest -q tests/operators
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests
