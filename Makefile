@@ -46,6 +46,7 @@ cluster:  ## build what is missing of the test control plane into ~/.cache/rtdp/
 
 test-operators: $(K8S_STAMP) cluster  ## the operator on a real API server (tests/cluster/up)
 	.venv-k8s/bin/python -m pytest -q tests/operators
+	.venv-k8s/bin/python -m pytest -q tests/charts/cluster
 
 setup: $(STAMP) $(SNOWFLAKE_STAMP) $(AIRFLOW_STAMP)  ## create .venv (rtdp, dbt, test tools), .venv-snowflake, .venv-airflow
 
@@ -59,6 +60,7 @@ test: $(STAMP) $(SNOWFLAKE_STAMP) $(AIRFLOW_STAMP) emulators $(K8S_STAMP) cluste
 	$(BIN)/python -m pytest -q
 	.venv-airflow/bin/python -m pytest -q tests/dags
 	.venv-k8s/bin/python -m pytest -q tests/operators
+	.venv-k8s/bin/python -m pytest -q tests/charts/cluster
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests
