@@ -2,13 +2,15 @@
 
 Run: ``kopf run -m rtdp_operator.handlers --namespace NS --peering rtdp-operator``.
 
-* create / update (of the spec) / resume → reconcile: server-side apply of the desired
-  Deployment (``kopf.adopt``: owner reference, namespace), then the status;
+* create / update (of the spec) / resume → reconcile: the desired Deployment
+  (``kopf.adopt``: owner reference, namespace) is created or adopted by server-side apply,
+  and any difference in the fields it sets is put back by a merge patch (which, unlike apply,
+  also drops list entries added by hand); then the status;
 * a timer → the same reconcile, so a hand edit of the Deployment is put back (drift);
 * Deployment events → the EventProducer's status follows its pods (ready replicas);
 * deletion → nothing to do: the Deployment's owner reference lets the garbage collector go.
 
-Every step is idempotent (apply of the same manifest is a no-op), so a restarted operator,
+Every step is idempotent (nothing is written when nothing differs), so a restarted operator,
 or a resumed one, creates no duplicates. Several replicas are safe through kopf peering:
 each draws a distinct priority, the highest works and the others stand by.
 """
@@ -70,8 +72,8 @@ def ensure_deployment(producer: kopf.Body, logger: kopf.Logger) -> dict[str, Any
     desired = manifests.deployment(producer, default_image=IMAGE)
     kopf.adopt(desired, owner=producer)
     name = desired["metadata"]["name"]
-    deployment = kube.get_deployment(desired["metadata"]["namespace"], name)
     try:
+        deployment = kube.get_deployment(desired["metadata"]["namespace"], name)
         if deployment is None or not _owned(producer, deployment):
             if deployment is not None:
                 _check_adoptable(producer, deployment)
