@@ -56,6 +56,8 @@ DEFAULT_TRAFFIC_RATE: Final = 1000.0
 DEFAULT_BATCH_MESSAGES: Final = 25
 # Events per window when producing as fast as possible: big enough to amortise the sort.
 _FAST_WINDOW_EVENTS: Final = 8192
+# Paced runs at this rate or more simulate in shard processes by default (default_workers).
+_PACED_SHARDS_RATE: Final = 20_000.0
 # Window length when pacing to the wall clock: an event waits at most this long to be sent.
 _REALTIME_WINDOW_SECONDS: Final = 0.5
 # Without --start-time, an unbounded fast run starts this far back, so its timestamps reach
@@ -375,12 +377,28 @@ _LANDING_PRODUCT_RATIO: Final = 0.2  # deep links from ads and search land on a 
 _RETURN_RATIO: Final = 0.15  # a visitor comes back for another session
 _RETURN_GAP_MIN_S: Final = 31 * 60  # always a new session (> 30 min of inactivity)
 _RETURN_GAP_MAX_S: Final = 6 * 3600
-# Sessions are simulated from this long before the start, and only their events from the
-# start on are sent: the stream begins in the middle of the traffic, not with an empty shop.
-# About 15 minutes covers what ongoing sessions still do after the start; capped in
-# simulated events so that a busy shop does not pay seconds before its first line.
-_WARMUP_SECONDS: Final = 900
-_WARMUP_EVENTS: Final = 200_000
+# The stream begins in the middle of the traffic, not with an empty shop: the sessions in
+# progress at the start (steady state: about session rate × mean duration of 2.4 minutes, up
+# to an hour for the longest) send their remaining events from the first second on.
+#
+# They are not simulated from a warm-up before the start. A warm-up as long as the longest
+# session walks an hour of sessions (35M per shard at 100k events/s) before the first line,
+# and the short one it once was (capped at 200k events: 200 s at 1k/s, 20 s at 10k/s)
+# dropped the events of every session older than that: the realized rate started at 70% of
+# the asked one at 1k/s, 30% at 10k/s, and took many minutes to climb. Instead each ongoing
+# session is drawn where it shows up in the stream, at its first event from the start on,
+# exactly as in the steady state. Think times are independent of the state machine, so a
+# session is caught in the think time before its k-th step, ``u`` after the start, with
+# intensity ``session rate × P(steps ≥ k) × P(think > u)``; summed over k, ongoing sessions
+# show up as a Poisson process of intensity ``session rate × mean think steps per session ×
+# P(think > u)`` (0 once u exceeds the longest think time, 20 min), and the state a session
+# is in at that step (page, cart, last product seen) is distributed as the states the
+# machine passes through: it is taken from the steps of sessions walked for the purpose
+# (_resume). The rate is flat from the first window, and the start costs only the ongoing
+# sessions whose next step falls in the first window. (Each is walked to its end when it
+# shows up, like any session, so the first minute walks about three times the sessions of a
+# later one.) Not drawn: retries of events sent before the start, so the first 2 s run ~3%
+# short.
 _KNOWN_USER_RATIO: Final = 0.3  # visitors with an account
 _LOGGED_IN_AT_START: Final = 0.55  # of known users: a remembered login
 _LOGIN_PER_STEP: Final = 0.15  # of known users not logged in: they log in at this step
@@ -536,6 +554,11 @@ def resolve_seed(config: ProducerConfig) -> int:
 # the last five as JSON text; or a copy to re-deliver: (time µs, _RENDERED, line, mask, …).
 _Item = tuple[int, int, str, str, str, str, str]
 _RENDERED: Final = 9
+# A step a session can be caught at by the start (see _Generator._resume): its lines as
+# (µs after the step, kind, product fragment, path), its kind, the last product seen, the
+# cart after it, and the path of the page before it.
+_ResumeState = tuple[list[tuple[int, int, str, str]], int, int, tuple[tuple[int, int], ...], str]
+_NEVER: Final = 2**62  # µs: a time no event reaches
 
 
 @dataclass(frozen=True)
@@ -592,9 +615,10 @@ class _Generator:
         # lines per second come out at the asked-for rate.
         per_second = rate / _SHARDS / (1.0 + config.duplicate_ratio) / _mean_events_per_session()
         self.session_rate = per_second
-        warmup = min(_WARMUP_SECONDS, _WARMUP_EVENTS / rate)
-        self.origin_us = start_us - int(warmup * _US)
-        self.next_arrival_us = self.origin_us + self._exp_us()
+        self.next_arrival_us = start_us + self._exp_us()
+        # Sessions already in progress at the start: the module comment above
+        # _KNOWN_USER_RATIO says why they are drawn rather than simulated from a warm-up.
+        self._resume_setup(per_second * _mean_think_steps_per_session())
         self.returns: list[tuple[int, int, _Visitor]] = []  # heap (start, tiebreak, visitor)
         self.return_seq = 0
         self.buckets: dict[int, list[_Item]] = {}
@@ -613,6 +637,54 @@ class _Generator:
     def _exp_us(self) -> int:
         return int(self.rng.expovariate(self.session_rate) * _US) + 1
 
+    def _resume_setup(self, steps_per_second: float) -> None:
+        """Prepare the arrivals of the sessions in progress at the start.
+
+        They show up at ``u`` µs after the start with intensity ``steps_per_second ×
+        P(think > u)`` (see the module comment on sessions in progress, above
+        ``_KNOWN_USER_RATIO``). The cumulative intensity is piecewise linear between the
+        sorted think times, so arrivals are drawn by inverting it: exponential steps along
+        the integral ``∫₀ᵘ P(think > x) dx`` (in µs), mapped back to u."""
+        n = len(self.think)
+        xs = [0, *sorted(self.think)]
+        area = [0.0] * (n + 1)  # area[j] = ∫₀^xs[j] P(think > x) dx
+        for j in range(1, n + 1):
+            area[j] = area[j - 1] + (xs[j] - xs[j - 1]) * (n - j + 1) / n
+        self.resume_xs, self.resume_area = xs, area
+        self.resume_rate = steps_per_second / _US  # ongoing sessions per µs of area
+        self.resume_at = 0.0  # area reached so far
+        self.resume_pool: list[_ResumeState] = []
+        self.next_resume_us = self.start_us
+        self._next_resume()
+
+    def _next_resume(self) -> None:
+        """Draw when the next session in progress at the start shows up (never, once the
+        longest think time is past)."""
+        self.resume_at += self.rng.expovariate(self.resume_rate)
+        area, xs = self.resume_area, self.resume_xs
+        if self.resume_at >= area[-1]:
+            self.next_resume_us = _NEVER
+            return
+        j = bisect.bisect_right(area, self.resume_at)  # area[j - 1] <= at < area[j]
+        n = len(xs) - 1
+        u = xs[j - 1] + (self.resume_at - area[j - 1]) * n / (n - j + 1)
+        self.next_resume_us = max(self.start_us + int(u), self.next_resume_us)
+
+    def _resume(self, t: int) -> tuple[list[tuple[int, int, str, str]], str]:
+        """The steps, from ``t`` on, of a session that was in progress at the start and whose
+        first step since is at ``t``; and the path of the page it was on before.
+
+        Its state at that step (kind, cart, last product seen, previous page) is one of the
+        steps of sessions walked for the purpose from their landing, each step used once, so
+        states come in proportion to how often the state machine passes through them; from
+        there the session is walked on like any other."""
+        pool = self.resume_pool
+        while not pool:
+            self._plan(0, pool)  # a bounce adds nothing: it has no step after the landing
+        lines, kind, prod, cart, previous = pool.pop()
+        steps = [(t + dt, k, frag, path) for dt, k, frag, path in lines]
+        return self._walk(steps, t, kind, prod, list(cart)), previous
+
     def _new_visitor(self) -> _Visitor:
         rnd = self.rng.random
         vseed = self.rng.getrandbits(128)
@@ -627,14 +699,28 @@ class _Generator:
         return _Visitor(vseed, user_id, rnd() < _LOGGED_IN_AT_START, True)
 
     def _simulate(self, until: int) -> None:
-        """Walk every session starting before ``until`` (in start order) into the buckets."""
+        """Walk every session starting before ``until`` (in start order) into the buckets.
+
+        A session in progress at the start counts as starting at its first step since."""
         returns, rnd = self.returns, self.rng.random
         while True:
-            if returns and returns[0][0] < self.next_arrival_us:
+            previous = None
+            if self.next_resume_us < self.next_arrival_us and not (
+                    returns and returns[0][0] < self.next_resume_us):
+                # a session in progress at the start, at its first step since (a new visitor
+                # to this simulation, like those of the warm-up it stands for)
+                start = self.next_resume_us
+                if start >= until:
+                    return
+                self._next_resume()
+                steps, previous = self._resume(start)
+                visitor = None
+            elif returns and returns[0][0] < self.next_arrival_us:
                 start = returns[0][0]
                 if start >= until:
                     return
                 visitor = heapq.heappop(returns)[2]
+                steps = self._plan(start)
             else:
                 start = self.next_arrival_us
                 if start >= until:
@@ -646,14 +732,10 @@ class _Generator:
                 if elapsed > 0 and rnd() < _RETURN_RATIO * _returned_share(elapsed):
                     continue
                 visitor = None
-            steps = self._plan(start)
-            if start < self.start_us:  # warm-up: only what happens from the start on is sent
-                if steps[-1][0] < self.start_us:
-                    continue
-                steps = [step for step in steps if step[0] >= self.start_us]
+                steps = self._plan(start)
             if visitor is None:
                 visitor = self._new_visitor()
-            end, logged_in = self._session(steps, visitor)
+            end, logged_in = self._session(steps, visitor, previous)
             if rnd() < _RETURN_RATIO:
                 if logged_in and not visitor.logged_in:
                     visitor = replace(visitor, logged_in=True)  # the login is remembered
@@ -665,17 +747,18 @@ class _Generator:
         """The items to deliver in [t0, t1), sorted: complete once every session starting
         before t1 is walked, since a session never has an event before its start."""
         self._simulate(t1)
-        items = self.buckets.pop(t0 // self.window_us, [])
+        items = self.buckets.pop((t0 - self.start_us) // self.window_us, [])
         items.sort()
         return items
 
     # ---- one session -----------------------------------------------------------------------
 
-    def _plan(self, start: int) -> list[tuple[int, int, str, str]]:
+    def _plan(self, start: int,
+              states: list[_ResumeState] | None = None) -> list[tuple[int, int, str, str]]:
         """The session's steps: (time µs, kind, product fragment, path). Checkout expands to
         one event per cart line, sharing an order id, a millisecond apart."""
         rnd = self.rng.random
-        think, ptable, view = self.think, self.product_table, self.product_view
+        ptable, view = self.product_table, self.product_view
         t = start
         prod = ptable[int(rnd() * _TABLE)]
         if rnd() < _LANDING_PRODUCT_RATIO:
@@ -686,9 +769,18 @@ class _Generator:
             kind = 0
         if rnd() < _BOUNCE_RATIO:
             return steps
+        return self._walk(steps, t, kind, prod, [], states)
+
+    def _walk(self, steps: list[tuple[int, int, str, str]], t: int, kind: int, prod: int,
+              cart: list[tuple[int, int]],
+              states: list[_ResumeState] | None = None) -> list[tuple[int, int, str, str]]:
+        """Walk the state machine on from a step of ``kind`` at ``t`` (``prod``: the last
+        product seen; ``cart``: its lines), appending to ``steps`` until the exit. With
+        ``states``, each step after the landing is also recorded there (for _resume)."""
+        rnd = self.rng.random
+        think, ptable, view = self.think, self.product_table, self.product_view
         nxt = _NEXT_TABLE
-        cart: list[tuple[int, int]] = []
-        kind = nxt[kind * 2][int(rnd() * _STEP_GRAIN)]
+        kind = nxt[kind * 2 + (1 if cart else 0)][int(rnd() * _STEP_GRAIN)]
         while kind != 5:  # 0 page view, 1 product view, 2 add, 3 remove, 4 checkout, 5 exit
             t += think[int(rnd() * _TABLE)]
             if kind == 1:
@@ -709,6 +801,12 @@ class _Generator:
                     steps.append((t + i * 1000, 4, self._cart_frag(*line) + order,
                                   "/checkout/confirmation"))
                 cart.clear()
+            if states is not None:  # this step's lines: the last ones, from t on
+                first = len(steps) - 1
+                while steps[first - 1][0] >= t:
+                    first -= 1
+                states.append(([(u - t, k, frag, path) for u, k, frag, path in steps[first:]],
+                               kind, prod, tuple(cart), steps[first - 1][3]))
             kind = nxt[kind * 2 + (1 if cart else 0)][int(rnd() * _STEP_GRAIN)]
         return steps
 
@@ -745,11 +843,13 @@ class _Generator:
         first = f',"utm_source":"{source}","utm_medium":"{medium}","utm_campaign":{c}'
         return first, first if rnd() < _UTM_ON_EVERY_EVENT else "", True
 
-    def _session(self, steps: list[tuple[int, int, str, str]], v: _Visitor) -> tuple[int, bool]:
+    def _session(self, steps: list[tuple[int, int, str, str]], v: _Visitor,
+                 previous: str | None = None) -> tuple[int, bool]:
         """Schedule one session's events into the window buckets, unrendered: a line is
         rendered when its window is delivered, so it is built, joined and sent while hot in
         the cache instead of waiting minutes of event time as a string. Returns (last event
-        time, logged in)."""
+        time, logged in). ``previous``: the session was in progress at the start and this is
+        the path of its page before ``steps`` (it landed before the start)."""
         platform, rest, anon = self._context(v)
         base = _BASE_URL[platform]
         utm, utm_rest, campaign = self._utm()
@@ -760,9 +860,12 @@ class _Generator:
         if platform is not Platform.WEB or campaign:  # apps and tagged links: no referrer
             landing = None
         ref = "null" if landing is None else f'"{landing}"'
+        if previous is not None:  # not its landing: referred by its previous page
+            ref, utm = f'"{base}{previous}"', utm_rest
         logged_in = v.logged_in
         can_login = v.user_id is not None and not logged_in
         rnd, window, buckets = self.rng.random, self.window_us, self.buckets
+        origin = self.start_us  # windows start there: see windows()
         ctx = ctx_in if logged_in else ctx_out
         key = -1
         bucket: list[_Item] = []
@@ -770,8 +873,8 @@ class _Generator:
             if can_login and (kind == 4 or rnd() < _LOGIN_PER_STEP):  # 4: checkout
                 can_login, logged_in, ctx = False, True, ctx_in  # logged in for good
             url = f'"{base}{path}"'
-            if t // window != key:
-                key = t // window
+            if (t - origin) // window != key:
+                key = (t - origin) // window
                 bucket = buckets.setdefault(key, [])
             bucket.append((t, kind, ctx, utm, frag, url, ref))
             ref = url
@@ -878,7 +981,7 @@ class _Generator:
             if retry < t1:
                 heapq.heappush(copies, (retry, copy, copy_mask))
             else:
-                self.buckets.setdefault(retry // self.window_us, []).append(
+                self.buckets.setdefault((retry - self.start_us) // self.window_us, []).append(
                     (retry, _RENDERED, copy, copy_mask, "", "", ""))  # type: ignore[arg-type]
             return line, mask & ~_M_DUP
         reason = _REASONS[(mask >> _M_REASON_SHIFT) - 1]
@@ -905,7 +1008,10 @@ class _Generator:
 
     def windows(self) -> Iterator[_Piece]:
         """This shard's windows of event time, forever, each sorted by delivery time."""
-        t0 = self.start_us - self.start_us % self.window_us
+        # Windows start at the start (no session has an event before it), so that a paced
+        # run of a whole number of windows sends whole windows: --rate R --duration 10 then
+        # sends 10 s of event time, not what is left of it once cut to a fixed grid.
+        t0 = self.start_us
         self._simulate(t0)
         while True:
             t1 = t0 + self.window_us
@@ -950,30 +1056,57 @@ def _count_tally(tally: Counter[int]) -> DirtyCounts:
     return DirtyCounts(epoch, case, dup, late, bad, dict(sorted(reasons.items())))
 
 
+_MAX_CART: Final = 40
+
+
 @functools.cache
+def _session_means() -> tuple[float, float]:
+    """(events, think steps after the landing) per session, on average, of the state machine.
+
+    Computed exactly, not sampled: a sampled mean is off by its sampling error (1.4% with the
+    10,000 sessions this once drew) and so is every rate. The expected events and steps still
+    to come after a step depend only on its kind and the number of cart lines left, so they
+    are the fixed point of one step of the machine, found by iteration (a contraction: every
+    step exits with probability ≥ 0.14; carts beyond _MAX_CART lines, never reached in
+    practice, are counted as that many)."""
+    events = [[0.0] * (_MAX_CART + 1) for _ in range(5)]
+    steps = [[0.0] * (_MAX_CART + 1) for _ in range(5)]
+    moves = [[[(b - a, k) for a, b, k in zip([0.0, *bounds[:-1]], bounds, kinds, strict=True)
+               if k != _E]
+              for bounds, kinds in _NEXT[kind]] for kind in range(5)]
+    for _ in range(1000):
+        change = 0.0
+        for kind in range(5):
+            for n in range(_MAX_CART + 1):
+                e = s = 0.0
+                for p, k in moves[kind][1 if n else 0]:
+                    left = (min(n + 1, _MAX_CART) if k == _ATC else n - 1 if k == _RFC
+                            else 0 if k == _CO else n)
+                    e += p * ((n if k == _CO else 1) + events[k][left])
+                    s += p * (1 + steps[k][left])
+                change = max(change, abs(e - events[kind][n]))
+                events[kind][n], steps[kind][n] = e, s
+        if change < 1e-12:
+            break
+
+    def after_landing(table: list[list[float]]) -> float:
+        go_on = 1.0 - _BOUNCE_RATIO
+        return go_on * (_LANDING_PRODUCT_RATIO * table[_PRV][0]
+                        + (1.0 - _LANDING_PRODUCT_RATIO) * table[_PV][0])
+
+    return 1.0 + after_landing(events), after_landing(steps)
+
+
 def _mean_events_per_session() -> float:
-    """Mean events per session of the state machine, by a fixed simulation (no seed needed),
-    so that the arrival rate of sessions yields the asked-for event rate."""
-    rng = random.Random(0)
-    total, sessions = 0, 10_000
-    for _ in range(sessions):
-        first = total
-        kind: int = _PRV if rng.random() < _LANDING_PRODUCT_RATIO else _PV
-        cart = 0
-        while kind != _E:
-            if kind == _ATC:
-                cart += 1
-            elif kind == _RFC:
-                cart -= 1
-            elif kind == _CO:
-                total += cart - 1
-                cart = 0
-            total += 1
-            bounds, kinds = _NEXT[kind][1 if cart else 0]
-            kind = kinds[bisect.bisect(bounds, rng.random())]
-            if total == first + 1 and rng.random() < _BOUNCE_RATIO:
-                kind = _E
-    return total / sessions
+    """Mean events per session, so that the arrival rate of sessions yields the asked-for
+    event rate."""
+    return _session_means()[0]
+
+
+def _mean_think_steps_per_session() -> float:
+    """Mean steps after the landing per session (each after a think time): the rate at
+    which a session in progress can be caught in a think time (see _Generator._resume)."""
+    return _session_means()[1]
 
 
 # --------------------------------------------------------------------------------------------
@@ -1319,10 +1452,15 @@ class _Sender:
 
 
 def default_workers(config: ProducerConfig) -> int:
-    """Shard processes worth starting: only for fast runs big enough to repay the start-up."""
-    if config.rate > 0 or (config.events is not None and config.events < 200_000):
-        return 1
-    return _SHARDS if (os.cpu_count() or 1) >= 2 else 1
+    """Shard processes worth starting: for fast runs big enough to repay the start-up, and
+    for paced rates one process cannot keep up with (it sustains ~30k events/s on a busy
+    two-core box, less in the first minute, when the sessions in progress at the start
+    take their next steps)."""
+    if config.rate > 0:
+        big = config.rate >= _PACED_SHARDS_RATE
+    else:
+        big = config.events is None or config.events >= 200_000
+    return _SHARDS if big and (os.cpu_count() or 1) >= 2 else 1
 
 
 def produce(
@@ -1355,6 +1493,22 @@ def produce(
             parallel.close()
 
 
+def _deadlines(config: ProducerConfig, start: datetime,
+               began: float) -> tuple[float | None, int]:
+    """(monotonic deadline, end of the last window to send in µs of event time).
+
+    Paced with a duration, the run sends the event time [start, start + duration), window by
+    window (windows start at the start), and ends once it has: the window ending right at
+    the deadline must not be lost to a wait that overshoots it by a millisecond, so the wall
+    clock deadline only stops a run that fell behind, a window later."""
+    if config.duration_seconds is None:
+        return None, _NEVER
+    if config.rate > 0:
+        return (began + config.duration_seconds + _REALTIME_WINDOW_SECONDS,
+                _epoch_us(start) + round(config.duration_seconds * _US))
+    return began + config.duration_seconds, _NEVER
+
+
 def _run(queue: Queue, ledger: Ledger, config: ProducerConfig, seed: int, start: datetime,
          pieces: Iterator[_Piece], on_progress: Callable[[ProduceProgress], None] | None,
          stop: threading.Event) -> ProduceSummary:
@@ -1364,11 +1518,15 @@ def _run(queue: Queue, ledger: Ledger, config: ProducerConfig, seed: int, start:
     paced = config.rate > 0
     guard_ahead = config.start_time is None and not paced
     began = time.monotonic()
-    deadline = None if config.duration_seconds is None else began + config.duration_seconds
+    deadline, last_end_us = _deadlines(config, start, began)
     left = config.events
     stopped = False
     while left is None or left > 0:
         piece = next(pieces)
+        if piece.end_us > last_end_us:  # paced: the rest is a partial window, not sent
+            rest = began + (config.duration_seconds or 0.0) - time.monotonic()
+            stopped = rest > 0 and stop.wait(rest)  # the run lasts its duration
+            break
         if paced or guard_ahead:
             # Paced: a window is sent once the wall clock has passed its end. Fast with a
             # default start: event time never runs more than an hour ahead of the wall clock.

@@ -398,6 +398,22 @@ def test_funnels_and_sessions_are_plausible() -> None:
     assert orders and all(len(keys) == 1 for keys in orders.values())
 
 
+def test_the_asked_rate_is_realized_from_the_first_seconds() -> None:
+    # The sessions in progress at the start send their next steps from the first second on:
+    # no ramp-up (one once started at 30% of the asked rate at 10k/s and took minutes).
+    # Event time only (windows of 0.5 s from the start), no wall clock.
+    for rate in (500, 5_000, 20_000):
+        per_second: Counter[int] = Counter()
+        for chunk in generate_chunks(ProducerConfig(seed=8, start_time=FIXED_START, rate=rate)):
+            second = math.ceil((chunk.end - FIXED_START).total_seconds()) - 1
+            if second >= 10:
+                break
+            per_second[second] += len(chunk.lines)
+        assert 0.9 <= per_second.total() / (10 * rate) <= 1.1, (rate, sorted(per_second.items()))
+        if rate >= 5_000:  # enough lines per second for the first one to say something
+            assert 0.9 <= per_second[0] / rate <= 1.1, (rate, per_second[0])
+
+
 def test_paced_timestamps_track_the_wall_clock(tmp_path: Path) -> None:
     queue = SqliteQueue(tmp_path / "queue.sqlite", max_message_bytes=256 * 1024)
     ledger = Ledger(tmp_path / "ledger.sqlite")

@@ -78,7 +78,7 @@ def produce(
         int | None,
         typer.Option("--workers", min=1,
                      help="Processes simulating traffic (same lines either way). "
-                          "Default: 2 for big fast runs, else 1."),
+                          "Default: 2 for big fast runs and --rate ≥ 20000, else 1."),
     ] = None,
     home: HomeOption = None,
     json_: JsonOption = False,
