@@ -23,6 +23,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from pathlib import Path
 from typing import Any, Final
 
@@ -342,14 +343,14 @@ def bench_dbt(cfg: BenchConfig, work: Path, result: BenchResult, say: Progress) 
                 _land(settings, source, converter)
                 say(f"dbt: full refresh on {size:,} events")
                 full_s, _ = _timed(
-                    lambda s=settings: run_transform(s, full_refresh=True, unit_tests=False))
+                    partial(run_transform, settings, full_refresh=True, unit_tests=False))
                 extra = max(1, int(size * cfg.incremental_fraction))
                 # New traffic continues after the first batch, with late events among it.
                 _write_events(source, extra, cfg.seed + 1, clean=False,
                               start=start + timedelta(days=1), late_ratio=0.05)
                 _land(settings, source, converter)
                 say(f"dbt: incremental run adding {extra:,} events")
-                incremental_s, _ = _timed(lambda s=settings: run_transform(s, unit_tests=False))
+                incremental_s, _ = _timed(partial(run_transform, settings, unit_tests=False))
                 source.unlink()
             runs.append({"events": size, "full_s": round(full_s, 2),
                          "incremental_s": round(incremental_s, 2),

@@ -65,7 +65,8 @@ class _Worker:
         if self.proc.returncode != 0:
             raise RtdpError(f"rtdp {self.name} failed ({self.proc.returncode}): {err.strip()}")
         lines = out.strip().splitlines()
-        return json.loads(lines[-1]) if lines else {}  # type: ignore[no-any-return]
+        summary: dict[str, Any] = json.loads(lines[-1]) if lines else {}
+        return summary
 
     def kill(self) -> None:
         if self.proc.poll() is None:

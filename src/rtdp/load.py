@@ -90,7 +90,7 @@ class Loader:
     def _load_file(self, con: duckdb.DuckDBPyConnection, prefix: str, lake_file: LakeFile,
                    loaded_at: datetime) -> int:
         table = self.lake.read_parquet(lake_file.path)
-        n = table.num_rows
+        n = int(table.num_rows)
         table = table.append_column(
             "metadata_file_row_number", pa.array(range(1, n + 1), pa.int64())
         )

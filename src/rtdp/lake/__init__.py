@@ -16,7 +16,7 @@ from __future__ import annotations
 import os
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Final, Protocol
@@ -47,7 +47,7 @@ class Lake(Protocol):
 
     def list(self, prefix: str) -> Iterator[LakeFile]: ...
 
-    def read_parquet(self, path: str, columns: list[str] | None = None) -> pa.Table: ...
+    def read_parquet(self, path: str, columns: Sequence[str] | None = None) -> pa.Table: ...
 
 
 class FileNamer:

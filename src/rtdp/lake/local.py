@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Final
 
@@ -72,9 +72,10 @@ class LocalLake:
                     continue
                 yield self._describe(full.relative_to(self.root).as_posix(), st)
 
-    def read_parquet(self, path: str, columns: list[str] | None = None) -> pa.Table:
+    def read_parquet(self, path: str, columns: Sequence[str] | None = None) -> pa.Table:
         try:
-            return pq.read_table(self.root / path, columns=columns)
+            return pq.read_table(self.root / path,
+                                 columns=None if columns is None else [*columns])
         except (OSError, pa.ArrowInvalid) as exc:
             raise LakeError(f"cannot read {self.root / path}: {exc}") from exc
 

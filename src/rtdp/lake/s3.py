@@ -21,7 +21,7 @@ from __future__ import annotations
 import io
 import os
 import struct
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any, Final
 from urllib.parse import urlparse
 
@@ -79,10 +79,11 @@ class S3Lake:
         except _S3_ERRORS as exc:
             raise LakeError(f"cannot list s3://{self.bucket}/{self._key(prefix)}: {exc}") from exc
 
-    def read_parquet(self, path: str) -> pa.Table:
+    def read_parquet(self, path: str, columns: Sequence[str] | None = None) -> pa.Table:
         try:
             body = self._client.get_object(Bucket=self.bucket, Key=self._key(path))["Body"]
-            return pq.read_table(pa.BufferReader(body.read()))
+            return pq.read_table(pa.BufferReader(body.read()),
+                                 columns=None if columns is None else [*columns])
         except (*_S3_ERRORS, pa.ArrowInvalid) as exc:
             raise LakeError(f"cannot read s3://{self.bucket}/{self._key(path)}: {exc}") from exc
 
