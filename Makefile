@@ -57,13 +57,15 @@ emulators:  ## ElasticMQ and MinIO for tests/cloud, cached in ~/.cache/rtdp (fir
 	tests/cloud/emulators/install.sh
 
 test: $(STAMP) $(SNOWFLAKE_STAMP) $(AIRFLOW_STAMP) emulators $(K8S_STAMP) cluster  ## every test
+	$(BIN)/ruff check src tests dags operators scripts
+	$(BIN)/mypy
 	$(BIN)/python -m pytest -q
 	.venv-airflow/bin/python -m pytest -q tests/dags
 	.venv-k8s/bin/python -m pytest -q tests/operators
 	.venv-k8s/bin/python -m pytest -q tests/charts/cluster
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests
+	$(BIN)/ruff check src tests dags operators scripts
 	$(BIN)/ruff format --check src tests
 	$(BIN)/mypy
 
