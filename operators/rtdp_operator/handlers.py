@@ -6,9 +6,15 @@ Run: ``kopf run -m rtdp_operator.handlers --namespace NS --peering rtdp-operator
   (``kopf.adopt``: owner reference, namespace) is created or adopted by server-side apply,
   and any difference in the fields it sets is put back by a merge patch (which, unlike apply,
   also drops list entries added by hand); then the status;
-* a timer → the same reconcile, so a hand edit of the Deployment is put back (drift);
-* Deployment events → the EventProducer's status follows its pods (ready replicas);
-* deletion → nothing to do: the Deployment's owner reference lets the garbage collector go.
+* Deployment events → the same reconcile, so a hand edit of the Deployment is put back
+  (drift), and the EventProducer's status follows its pods (ready replicas). kopf re-lists
+  its watches every ``RTDP_OPERATOR_DRIFT_SECONDS`` (the watch's server timeout), so every
+  managed Deployment is looked at again at least that often: the periodic drift check,
+  without a kopf timer — a timer would make kopf hold a finalizer on every EventProducer,
+  and ``helm uninstall`` (which deletes the operator's ServiceAccount before custom
+  resources) would leave them stuck in deletion;
+* deletion → nothing to do: the Deployment's owner reference lets the garbage collector go,
+  and no finalizer holds the EventProducer back.
 
 Every step is idempotent (nothing is written when nothing differs), so a restarted operator,
 or a resumed one, creates no duplicates. Several replicas are safe through kopf peering:
@@ -41,7 +47,8 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
         prefix=GROUP, key="last-handled-configuration")
-    settings.watching.server_timeout = 300
+    # Each watch ends and re-lists every DRIFT_SECONDS: the periodic drift check (see above).
+    settings.watching.server_timeout = max(1, round(DRIFT_SECONDS))
     settings.posting.level = logging.WARNING  # no Kubernetes Event per successful handler
     # Namespaced RBAC only: no cluster-wide listing of namespaces and CRDs (the namespace is
     # given with --namespace, the resources are found by API discovery).
@@ -100,7 +107,7 @@ def publish_status(namespace: str, name: str, uid: str, *, error: str | None = N
                    generation: int | None = None) -> bool:
     """Write the EventProducer's status from the live Deployment and the live EventProducer
     (never from a watch event's copy: events arrive late and writers race, and reading both
-    afresh is what makes the next writer, at worst the next timer tick, converge)."""
+    afresh is what makes the next writer, at worst the next re-list, converge)."""
     producer = kube.get_producer(namespace, name)
     if producer is None or producer["metadata"]["uid"] != uid:
         return False  # gone (the garbage collector follows) or a new object of the same name
@@ -124,7 +131,7 @@ def _reconcile(body: kopf.Body, logger: kopf.Logger, *, fail: bool = True) -> No
     if error is not None:
         if fail:  # a change handler: kopf records the failure and stops retrying
             raise kopf.PermanentError(error)
-        if changed:  # the timer: keep checking quietly, it may be resolved by hand
+        if changed:  # a drift check: keep checking quietly, it may be resolved by hand
             logger.warning(error)
 
 
@@ -135,19 +142,27 @@ def reconcile(body: kopf.Body, logger: kopf.Logger, **_: Any) -> None:
     _reconcile(body, logger)
 
 
-@kopf.timer(GROUP, VERSION, PLURAL, interval=DRIFT_SECONDS, initial_delay=DRIFT_SECONDS)
-def revert_drift(body: kopf.Body, logger: kopf.Logger, **_: Any) -> None:
-    meta, observed = body["metadata"], (body.get("status") or {}).get("observedGeneration")
-    if observed != meta.get("generation"):
-        return  # a spec change is pending: the update handler owns it, not a stale timer
-    _reconcile(body, logger, fail=False)
+def revert_drift(producer: dict[str, Any], logger: kopf.Logger) -> None:
+    meta, observed = producer["metadata"], (producer.get("status") or {}).get(
+        "observedGeneration")
+    if meta.get("deletionTimestamp") or observed != meta.get("generation"):
+        return  # going away, or a spec change is pending: the update handler owns it
+    _reconcile(kopf.Body(producer), logger, fail=False)
 
 
 @kopf.on.event("apps", "v1", "deployments", labels=_MANAGED)
-def mirror_status(body: kopf.Body, logger: kopf.Logger, **_: Any) -> None:
-    """The owner's status follows the Deployment's (ready pods, scale-ups, deletion)."""
+def deployment_changed(body: kopf.Body, event: dict[str, Any], logger: kopf.Logger,
+                       **_: Any) -> None:
+    """A managed Deployment changed, was deleted, or was listed again: put back what drifted,
+    then let the owner's status follow (ready pods, scale-ups, deletion)."""
     owner = next((ref for ref in body["metadata"].get("ownerReferences", [])
                   if ref.get("controller") and ref.get("kind") == KIND), None)
-    if owner is not None and publish_status(body["metadata"]["namespace"], owner["name"],
-                                            owner["uid"]):
+    if owner is None:
+        return
+    namespace = body["metadata"]["namespace"]
+    producer = kube.get_producer(namespace, owner["name"])
+    if producer is None or producer["metadata"]["uid"] != owner["uid"]:
+        return  # the owner is gone: the garbage collector takes the Deployment
+    revert_drift(producer, logger)
+    if publish_status(namespace, owner["name"], owner["uid"]):
         logger.debug(f"status of {owner['name']} updated")

@@ -200,6 +200,9 @@ def test_deleting_the_producer_garbage_collects_its_deployment(cluster: Cluster,
                                                                name: str) -> None:
     cluster.apply(producer(name, replicas=3))
     status = ready(cluster, name, 3)
+    # No finalizer: deletion must not depend on an operator still running (helm uninstall
+    # removes the operator before the EventProducers).
+    assert not get(cluster, "eventproducer", name)["metadata"].get("finalizers")
     cluster.kubectl("delete", f"eventproducer/{name}", "-n", NAMESPACE, "--wait=true")
     eventually(lambda: get(cluster, "deployment", name) is None, timeout=30,
                what="Deployment garbage-collected")

@@ -145,12 +145,10 @@ def test_every_rendered_document_passes_server_side_validation(cluster: Cluster,
 
 
 def test_uninstall_leaves_nothing_behind(cluster: Cluster) -> None:
-    """EventProducers go first, while the operator still runs: kopf holds a finalizer on each
-    (to stop its drift timer), and helm deletes unknown kinds last — after the operator's
-    Deployment, Role and ServiceAccount, whose token then no longer works — so a bare
-    `helm uninstall` leaves the EventProducer stuck in deletion (NOTES.txt says so; see the
-    chart's open issue in the report)."""
-    cluster.kubectl("delete", "eventproducers", "--all", "-n", NAMESPACE, "--timeout=60s")
+    """A bare `helm uninstall`: helm deletes unknown kinds (the EventProducer) last, after the
+    operator's Deployment, Role and ServiceAccount; that only works because the operator puts
+    no finalizer on EventProducers (its drift check rides on Deployment watch events, not on a
+    kopf timer, which would hold one)."""
     helm(cluster, "uninstall", RELEASE, "--timeout=100s")
     cluster.kubectl("delete", "rolebinding", "dev-edit", "-n", NAMESPACE)
     kinds = cluster.kubectl("api-resources", "--verbs=list", "--namespaced", "-o",
