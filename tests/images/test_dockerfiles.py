@@ -83,13 +83,7 @@ def test_every_copy_source_is_in_the_context(image: str) -> None:
             assert kept, f"{image}: COPY {source}: all of it excluded by .dockerignore"
 
 
-# images/operator (the operator issue's) still builds FROM python:3.11-slim: reported there.
-UNPINNED: Final = {"operator"}
-
-
-@pytest.mark.parametrize("image", [
-    pytest.param(i, marks=pytest.mark.xfail(strict=True, reason="base not pinned yet"))
-    if i in UNPINNED else i for i in IMAGES])
+@pytest.mark.parametrize("image", IMAGES)
 def test_base_images_pinned_and_two_stages(image: str) -> None:
     steps = instructions(image)
     args = dict(a.split("=", 1) for op, a in steps if op == "ARG" and "=" in a)
