@@ -93,8 +93,10 @@ def producer_env(spec: Mapping[str, Any]) -> list[dict[str, Any]]:
 
 
 def _volumes(spec: Mapping[str, Any]) -> tuple[list[Manifest], list[Manifest]]:
-    volumes: list[Manifest] = [{"name": "home", "emptyDir": {}}]
-    mounts: list[Manifest] = [{"name": "home", "mountPath": HOME_DIR}]
+    # The root filesystem is read-only: the ledger's home and /tmp are the pod's own.
+    volumes: list[Manifest] = [{"name": "home", "emptyDir": {}}, {"name": "tmp", "emptyDir": {}}]
+    mounts: list[Manifest] = [{"name": "home", "mountPath": HOME_DIR},
+                              {"name": "tmp", "mountPath": "/tmp"}]
     seeds = (spec.get("seeds") or {}).get("configMapName")
     if seeds:
         volumes.append({"name": "seeds", "configMap": {"name": seeds}})
@@ -112,6 +114,10 @@ def deployment(producer: Mapping[str, Any], *, default_image: str = DEFAULT_IMAG
         # Producers never call the API server; an IRSA token is projected separately.
         "automountServiceAccountToken": False,
         "terminationGracePeriodSeconds": 30,  # SIGTERM: the producer flushes, then exits
+        "securityContext": {
+            "runAsNonRoot": True, "runAsUser": 10001, "runAsGroup": 10001,
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
         "containers": [{
             "name": CONTAINER,
             "image": spec.get("image") or default_image,
@@ -119,6 +125,10 @@ def deployment(producer: Mapping[str, Any], *, default_image: str = DEFAULT_IMAG
             "args": producer_args(spec),
             "env": producer_env(spec),
             "volumeMounts": mounts,
+            "securityContext": {
+                "allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
+                "capabilities": {"drop": ["ALL"]},
+            },
         }],
         "volumes": volumes,
     }

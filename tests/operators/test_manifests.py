@@ -28,7 +28,8 @@ def test_server_defaults_are_not_drift_but_hand_edits_are() -> None:
     desired = manifests.deployment(producer(seeds={"configMapName": "seeds"}))
     actual = copy.deepcopy(desired)
     pod = actual["spec"]["template"]["spec"]
-    pod["volumes"][1]["configMap"]["defaultMode"] = 420  # added by the API server
+    seeds = next(v for v in pod["volumes"] if v["name"] == "seeds")
+    seeds["configMap"]["defaultMode"] = 420  # added by the API server
     pod["containers"][0]["terminationMessagePath"] = "/dev/termination-log"
     pod["dnsPolicy"] = "ClusterFirst"
     actual["metadata"]["labels"]["pod-template-hash"] = "abc"
@@ -56,3 +57,16 @@ def test_selector_and_status_follow_the_deployment() -> None:
     assert status.changed(first, second)
     body["status"] = second
     assert not status.changed(second, status.status_of(body, deployment))
+
+
+def test_producer_pods_run_non_root_on_a_read_only_root_filesystem() -> None:
+    pod = manifests.deployment(producer())["spec"]["template"]["spec"]
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["securityContext"]["runAsUser"] != 0
+    container = pod["containers"][0]["securityContext"]
+    assert container["readOnlyRootFilesystem"] is True
+    assert container["allowPrivilegeEscalation"] is False
+    assert container["capabilities"]["drop"] == ["ALL"]
+    # what rtdp produce writes (its ledger home, /tmp) is an emptyDir, not the image
+    mounts = {m["mountPath"] for m in pod["containers"][0]["volumeMounts"]}
+    assert {manifests.HOME_DIR, "/tmp"} <= mounts
