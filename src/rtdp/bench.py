@@ -13,7 +13,6 @@ import json
 import os
 import resource
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -43,6 +42,7 @@ from rtdp.producer import ProducerConfig, generate_lines, produce
 from rtdp.queue import Message
 from rtdp.settings import Settings
 from rtdp.transform import run_transform
+from rtdp.workers import Worker, rtdp_executable
 
 KINDS: Final = ("convert", "produce", "freshness", "dbt")
 RESULT_KEYS: Final = (
@@ -83,11 +83,6 @@ class BenchResult:
 
 
 Progress = Callable[[str], None]
-
-
-def _rtdp() -> str:
-    beside = Path(sys.executable).with_name("rtdp")
-    return str(beside) if beside.is_file() else (shutil.which("rtdp") or "rtdp")
 
 
 @contextmanager
@@ -163,7 +158,8 @@ def _converter_subprocess(settings: Settings) -> tuple[dict[str, Any], float]:
         " 'rss_kib': rss}))\n"
     )
     env = {**os.environ, "RTDP_HOME": str(settings.home)}
-    proc = subprocess.run([sys.executable, "-c", probe, _rtdp(), "convert", "--once", "--json"],
+    proc = subprocess.run([sys.executable, "-c", probe, rtdp_executable(), "convert", "--once",
+                           "--json"],
                           capture_output=True, text=True, env=env, check=True)
     report = json.loads(proc.stdout)
     if report["rc"] != 0:
@@ -233,28 +229,22 @@ def _freshness_at(rate: int, seconds: float, work: Path, seed: int) -> dict[str,
     with _fresh_home(work, f"freshness-{rate}") as settings:
         env = {**os.environ, "RTDP_HOME": str(settings.home), "RTDP_FLUSH_SECONDS": "0.5"}
         workers = [
-            subprocess.Popen([_rtdp(), "convert", "--follow", "--json"], env=env,
-                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE),
-            subprocess.Popen([_rtdp(), "load", "--follow", "--poll-seconds", "0.2", "--json"],
-                             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE),
+            Worker("convert", ["convert", "--follow"], env),
+            Worker("load", ["load", "--follow", "--poll-seconds", "0.2"], env),
         ]
         try:
             time.sleep(2.0)  # workers started, as in production
-            subprocess.run([_rtdp(), "produce", "--rate", str(rate), "--duration", str(seconds),
-                            "--seed", str(seed), "--clean", "--json"],
-                           env=env, check=True, capture_output=True)
+            Worker("produce", ["produce", "--rate", str(rate), "--duration", str(seconds),
+                               "--seed", str(seed), "--clean"], env).finish(terminate=False)
             deadline = time.monotonic() + 120
             expected = _ledger_lines(settings)
             while time.monotonic() < deadline and _raw_rows(settings) < expected:
                 time.sleep(0.5)
+            for worker in workers:
+                worker.finish(terminate=True)
         finally:
-            for proc in workers:
-                proc.send_signal(signal.SIGTERM)
-            for proc in workers:
-                try:
-                    proc.wait(timeout=60)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
+            for worker in workers:
+                worker.kill()
         with warehouse.connect(settings.warehouse_path) as con:
             p50, p99, worst, rows = warehouse.one(
                 con,

@@ -11,26 +11,19 @@ real-time events only: a backfilled event is old by construction.
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
-import signal
-import subprocess
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
-from typing import Any, Final
+from typing import Any
 
 from rtdp import warehouse
-from rtdp.exceptions import RtdpError
 from rtdp.settings import Settings
 from rtdp.status import collect
 from rtdp.transform import run_transform
-
-_STOP_TIMEOUT_SECONDS: Final = 120
+from rtdp.workers import Worker
 
 
 @dataclass(frozen=True)
@@ -41,37 +34,6 @@ class DemoConfig:
     seed: int = 42
     transform_every_seconds: float = 10.0
     reset: bool = False
-
-
-def _rtdp() -> str:
-    beside = Path(sys.executable).with_name("rtdp")
-    return str(beside) if beside.is_file() else (shutil.which("rtdp") or "rtdp")
-
-
-class _Worker:
-    """One ``rtdp`` subprocess with its JSON summary line captured."""
-
-    def __init__(self, name: str, args: list[str], env: dict[str, str]) -> None:
-        self.name = name
-        self.proc = subprocess.Popen(
-            [_rtdp(), *args, "--json"], env=env, stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE, text=True,
-        )
-
-    def finish(self, *, terminate: bool) -> dict[str, Any]:
-        if terminate and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-        out, err = self.proc.communicate(timeout=_STOP_TIMEOUT_SECONDS)
-        if self.proc.returncode != 0:
-            raise RtdpError(f"rtdp {self.name} failed ({self.proc.returncode}): {err.strip()}")
-        lines = out.strip().splitlines()
-        summary: dict[str, Any] = json.loads(lines[-1]) if lines else {}
-        return summary
-
-    def kill(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
 
 
 def _reset(settings: Settings) -> None:
@@ -91,14 +53,14 @@ def run_demo(settings: Settings, config: DemoConfig,
     env = {**os.environ, "RTDP_HOME": str(settings.home.resolve()),
            "RTDP_FLUSH_SECONDS": os.environ.get("RTDP_FLUSH_SECONDS", "1")}
     started = time.monotonic()
-    workers: list[_Worker] = []
+    workers: list[Worker] = []
     transforms = 0
     produced: dict[str, Any] = {}
     next_transform = time.monotonic() + config.transform_every_seconds
 
     def run_producer(args: list[str]) -> dict[str, Any]:
         nonlocal transforms, next_transform
-        producer = _Worker("produce", ["produce", *args], env)
+        producer = Worker("produce", ["produce", *args], env)
         workers.append(producer)
         while producer.proc.poll() is None:
             time.sleep(0.5)
@@ -111,8 +73,8 @@ def run_demo(settings: Settings, config: DemoConfig,
         return producer.finish(terminate=False)
 
     try:
-        converter = _Worker("convert", ["convert", "--follow"], env)
-        loader = _Worker("load", ["load", "--follow", "--poll-seconds", "0.5"], env)
+        converter = Worker("convert", ["convert", "--follow"], env)
+        loader = Worker("load", ["load", "--follow", "--poll-seconds", "0.5"], env)
         workers += [converter, loader]
         if config.backfill_events:
             produced["backfill"] = run_producer(
@@ -123,7 +85,7 @@ def run_demo(settings: Settings, config: DemoConfig,
              "--seed", str(config.seed + 1)])
         converted = converter.finish(terminate=True)
         loaded = loader.finish(terminate=True)
-        final_load = _Worker("load", ["load", "--once"], env).finish(terminate=False)
+        final_load = Worker("load", ["load", "--once"], env).finish(terminate=False)
         transform = run_transform(settings, unit_tests=False)
         transforms += 1
     finally:
