@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
@@ -81,9 +81,6 @@ class Settings:
                 f"RTDP_MAX_MESSAGE_BYTES={settings.max_message_bytes} is above SQS's 1 MiB limit"
             )
         return settings
-
-    def with_(self, **changes: Any) -> Settings:
-        return replace(self, **changes)
 
     @property
     def resolved_queue_url(self) -> str:

@@ -22,31 +22,19 @@ from typing import Any
 import pytest
 import yaml
 
+from tests.dockerfiles import dockerfile_stages
+
 ROOT = Path(__file__).resolve().parents[2]
 DOCKERFILE = ROOT / "images" / "lambda" / "Dockerfile"
 BUILDSPEC = ROOT / "buildspec.yml"
 PINNED_BASE = re.compile(r"public\.ecr\.aws/lambda/python:3\.11\.\d{4}\.\d{2}\.\d{2}\.\d{2}")
 
 
-def _stages(dockerfile: str) -> list[list[str]]:
-    """Instructions (continuation lines joined, comments dropped) grouped by FROM."""
-    text = re.sub(r"\\\n", " ", dockerfile)
-    instructions = [line.strip() for line in text.splitlines()
-                    if line.strip() and not line.lstrip().startswith("#")]
-    stages: list[list[str]] = []
-    for instruction in instructions:
-        if instruction.upper().startswith("FROM "):
-            stages.append([])
-        if stages:
-            stages[-1].append(instruction)
-    return stages
-
-
 def test_dockerfile_is_pinned_multi_stage_and_lean() -> None:
     text = DOCKERFILE.read_text()
     (base,) = re.findall(r"^ARG BASE_IMAGE=(\S+)$", text, re.MULTILINE)
     assert PINNED_BASE.fullmatch(base), base
-    stages = _stages(text)
+    stages = dockerfile_stages(text)
     assert len(stages) >= 2
     assert stages[0][0].endswith(" AS build")
     final = stages[-1]

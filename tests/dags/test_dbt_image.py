@@ -12,24 +12,11 @@ import sys
 from pathlib import Path
 
 from tests.dags.conftest import DAGS, REPO
+from tests.dockerfiles import dockerfile_stages
 
 IMAGE = REPO / "images" / "dbt"
 sys.path.insert(0, str(DAGS))
 from rtdp_airflow import pods  # noqa: E402  (the DAG's helper package lives in dags/)
-
-
-def _stages(dockerfile: str) -> list[list[str]]:
-    """Instructions (continuation lines joined, comments dropped) grouped by FROM."""
-    text = re.sub(r"\\\n", " ", dockerfile)
-    instructions = [line.strip() for line in text.splitlines()
-                    if line.strip() and not line.lstrip().startswith("#")]
-    stages: list[list[str]] = []
-    for instruction in instructions:
-        if instruction.upper().startswith("FROM "):
-            stages.append([])
-        if stages:
-            stages[-1].append(instruction)
-    return stages
 
 
 def _env(stage: list[str]) -> dict[str, str]:
@@ -44,7 +31,7 @@ def test_dockerfile_is_pinned_two_stage_and_non_root() -> None:
     text = (IMAGE / "Dockerfile").read_text()
     (base,) = re.findall(r"^ARG BASE_IMAGE=(\S+)$", text, re.MULTILINE)
     assert re.fullmatch(r"python:3\.11\.\d+-slim-\w+", base), base  # exact patch and suite
-    stages = _stages(text)
+    stages = dockerfile_stages(text)
     assert len(stages) == 2
     assert stages[0][0] == "FROM ${BASE_IMAGE} AS build"
     assert "--only-binary=:all:" in " ".join(stages[0])
@@ -57,7 +44,7 @@ def test_dockerfile_is_pinned_two_stage_and_non_root() -> None:
 
 
 def test_image_environment_matches_what_the_pods_expect() -> None:
-    env = _env(_stages((IMAGE / "Dockerfile").read_text())[-1])
+    env = _env(dockerfile_stages((IMAGE / "Dockerfile").read_text())[-1])
     # dbt finds the project and profiles without flags: the pods pass dbt's arguments only
     assert env["DBT_PROJECT_DIR"] == env["DBT_PROFILES_DIR"] == "/app/dbt"
     assert env["PATH"].startswith("/opt/dbt/bin:")
